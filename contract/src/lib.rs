@@ -1,0 +1,1 @@
+//! The wire contract between lambda-forwarder and ec2-service.
