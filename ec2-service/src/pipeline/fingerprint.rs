@@ -1,0 +1,229 @@
+//! Fingerprints of the picture for the record, computed from a small analysis image:
+//! a 64-bit perceptual hash (DCT), a BlurHash placeholder and the dominant color.
+
+use std::f64::consts::PI;
+
+use super::error::PipelineError;
+use super::raster::{Layout, Raster};
+use super::resize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprints {
+    /// 64-bit DCT perceptual hash as 16 hex digits; similar pictures differ in few bits.
+    pub perceptual_hash: String,
+    pub blur_hash: String,
+    /// `#rrggbb`.
+    pub dominant_color: String,
+}
+
+/// Side of the analysis image the fingerprints are computed from.
+pub const ANALYSIS_SIDE: u32 = 64;
+
+pub fn fingerprints(upright: &Raster) -> Result<Fingerprints, PipelineError> {
+    // Transparent areas count as white, as on a web page.
+    let small = resize::resize_box(upright, ANALYSIS_SIDE, ANALYSIS_SIDE)?;
+    let opaque = small.flatten([255, 255, 255]);
+    let (bw, bh) = resize::fit_inside(upright.width, upright.height, 32, 32);
+    let blur_source = resize::resize_box(upright, bw, bh)?.flatten([255, 255, 255]);
+    Ok(Fingerprints {
+        perceptual_hash: perceptual_hash(&opaque)?,
+        blur_hash: blur_hash(&blur_source),
+        dominant_color: dominant_color(&small),
+    })
+}
+
+/// DCT hash: 32x32 luma, the 8x8 lowest frequencies but the DC row and column,
+/// each bit set when its coefficient is above the median.
+pub fn perceptual_hash(rgb: &Raster) -> Result<String, PipelineError> {
+    const N: usize = 32;
+    let small = resize::resize(rgb, N as u32, N as u32)?;
+    let luma: Vec<f64> = small
+        .data
+        .chunks_exact(3)
+        .map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
+        .collect();
+    let cos: Vec<Vec<f64>> = (0..=8)
+        .map(|u| {
+            (0..N)
+                .map(|x| ((2 * x + 1) as f64 * u as f64 * PI / (2 * N) as f64).cos())
+                .collect()
+        })
+        .collect();
+    let mut coefficients = Vec::with_capacity(64);
+    for v in 1..=8 {
+        for u in 1..=8 {
+            let mut sum = 0.0;
+            for y in 0..N {
+                let row = &luma[y * N..(y + 1) * N];
+                let inner: f64 = row.iter().zip(&cos[u]).map(|(l, c)| l * c).sum();
+                sum += inner * cos[v][y];
+            }
+            coefficients.push(sum);
+        }
+    }
+    let mut sorted = coefficients.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = (sorted[31] + sorted[32]) / 2.0;
+    let bits = coefficients
+        .iter()
+        .fold(0u64, |acc, c| (acc << 1) | u64::from(*c > median));
+    Ok(format!("{bits:016x}"))
+}
+
+const BASE83: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~";
+
+fn base83(value: u64, digits: u32, out: &mut String) {
+    for i in (0..digits).rev() {
+        let d = (value / 83u64.pow(i)) % 83;
+        out.push(BASE83[d as usize] as char);
+    }
+}
+
+fn srgb_to_linear(v: u8) -> f64 {
+    let v = f64::from(v) / 255.0;
+    if v <= 0.04045 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+}
+
+fn linear_to_srgb(v: f64) -> u64 {
+    let v = v.clamp(0.0, 1.0);
+    let s = if v <= 0.003_130_8 { v * 12.92 } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 };
+    (s * 255.0 + 0.5) as u64
+}
+
+/// BlurHash with 4x3 components (3x4 for portrait pictures).
+pub fn blur_hash(rgb: &Raster) -> String {
+    let (nx, ny) = if rgb.height > rgb.width { (3usize, 4usize) } else { (4, 3) };
+    let (w, h) = (rgb.width as usize, rgb.height as usize);
+    let linear: Vec<[f64; 3]> = rgb
+        .data
+        .chunks_exact(3)
+        .map(|p| [srgb_to_linear(p[0]), srgb_to_linear(p[1]), srgb_to_linear(p[2])])
+        .collect();
+    let mut factors = Vec::with_capacity(nx * ny);
+    for j in 0..ny {
+        for i in 0..nx {
+            let norm = if i == 0 && j == 0 { 1.0 } else { 2.0 };
+            let mut f = [0.0f64; 3];
+            for y in 0..h {
+                let by = (PI * j as f64 * y as f64 / h as f64).cos();
+                for x in 0..w {
+                    let basis = by * (PI * i as f64 * x as f64 / w as f64).cos();
+                    let p = linear[y * w + x];
+                    for c in 0..3 {
+                        f[c] += basis * p[c];
+                    }
+                }
+            }
+            let scale = norm / (w * h) as f64;
+            factors.push(f.map(|v| v * scale));
+        }
+    }
+    let mut out = String::new();
+    base83(((nx - 1) + (ny - 1) * 9) as u64, 1, &mut out);
+    let ac = &factors[1..];
+    let max = ac.iter().flat_map(|f| f.iter()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let (quantised_max, max_value) = if ac.is_empty() || max == 0.0 {
+        (0u64, 1.0)
+    } else {
+        let q = (max * 166.0 - 0.5).floor().clamp(0.0, 82.0) as u64;
+        (q, (q as f64 + 1.0) / 166.0)
+    };
+    base83(quantised_max, 1, &mut out);
+    let dc = factors[0];
+    base83((linear_to_srgb(dc[0]) << 16) + (linear_to_srgb(dc[1]) << 8) + linear_to_srgb(dc[2]), 4, &mut out);
+    for f in ac {
+        let q = |v: f64| {
+            let s = (v / max_value).abs().sqrt().copysign(v);
+            (s * 9.0 + 9.5).floor().clamp(0.0, 18.0) as u64
+        };
+        base83(q(f[0]) * 19 * 19 + q(f[1]) * 19 + q(f[2]), 2, &mut out);
+    }
+    out
+}
+
+/// The most common color, at 4 bits a channel, averaged over its pixels;
+/// transparent pixels do not count.
+pub fn dominant_color(raster: &Raster) -> String {
+    let c = raster.layout.channels();
+    let mut counts = vec![(0u32, [0u64; 3]); 4096];
+    for p in raster.data.chunks_exact(c) {
+        if raster.layout == Layout::Rgba && p[3] < 128 {
+            continue;
+        }
+        let key = (usize::from(p[0] >> 4) << 8) | (usize::from(p[1] >> 4) << 4) | usize::from(p[2] >> 4);
+        let bin = &mut counts[key];
+        bin.0 += 1;
+        for i in 0..3 {
+            bin.1[i] += u64::from(p[i]);
+        }
+    }
+    let (n, sums) = counts.iter().max_by_key(|(n, _)| *n).copied().unwrap_or((0, [0; 3]));
+    if n == 0 {
+        return "#ffffff".to_owned();
+    }
+    let avg = sums.map(|s| (s + u64::from(n) / 2) / u64::from(n));
+    format!("#{:02x}{:02x}{:02x}", avg[0], avg[1], avg[2])
+}
+
+/// Number of differing bits between two perceptual hashes.
+pub fn hamming(a: &str, b: &str) -> Option<u32> {
+    let a = u64::from_str_radix(a, 16).ok()?;
+    let b = u64::from_str_radix(b, 16).ok()?;
+    Some((a ^ b).count_ones())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A smooth, asymmetric picture: waves of frequency `fx`, `fy` over a ramp.
+    fn scene(w: u32, h: u32, fx: f64, fy: f64) -> Raster {
+        let mut data = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                let (u, v) = (f64::from(x) / f64::from(w), f64::from(y) / f64::from(h));
+                let l = 0.5 + 0.3 * (fx * u * 6.0 + 1.0).sin() * (fy * v * 6.0).cos() + 0.2 * u * u - 0.1 * v;
+                let v = (l.clamp(0.0, 1.0) * 255.0) as u8;
+                data.extend([v, v / 2, 255 - v]);
+            }
+        }
+        Raster::new(w, h, Layout::Rgb, data)
+    }
+
+    #[test]
+    fn perceptual_hash_is_stable_under_resizing_and_differs_between_pictures() {
+        let a = fingerprints(&scene(400, 300, 1.0, 0.7)).unwrap().perceptual_hash;
+        let a_small = fingerprints(&resize::resize(&scene(400, 300, 1.0, 0.7), 200, 150).unwrap())
+            .unwrap()
+            .perceptual_hash;
+        let b = fingerprints(&scene(400, 300, 0.4, 1.9)).unwrap().perceptual_hash;
+        assert_eq!(a.len(), 16);
+        assert!(hamming(&a, &a_small).unwrap() <= 10, "{a} vs {a_small}");
+        assert!(hamming(&a, &b).unwrap() >= 20, "{a} vs {b}");
+    }
+
+    #[test]
+    fn blur_hash_of_a_flat_color_encodes_that_color() {
+        let flat = Raster::filled(32, 24, Layout::Rgb, &[255, 0, 0]);
+        let hash = blur_hash(&flat);
+        // 1 size char, 1 max char, 4 DC chars, 11 AC components of 2 chars.
+        assert_eq!(hash.len(), 28);
+        // DC: 0xff0000 in 4 base-83 digits.
+        let mut dc = String::new();
+        base83(0xff0000, 4, &mut dc);
+        assert_eq!(&hash[2..6], dc);
+        // Size flag for 4x3 is 3 + 2*9 = 21 = 'L'.
+        assert_eq!(&hash[..1], "L");
+    }
+
+    #[test]
+    fn dominant_color_is_the_largest_area() {
+        let mut r = Raster::filled(10, 10, Layout::Rgb, &[0, 128, 255]);
+        for p in r.data.chunks_exact_mut(3).take(30) {
+            p.copy_from_slice(&[250, 10, 10]);
+        }
+        assert_eq!(dominant_color(&r), "#0080ff");
+        let clear = Raster::filled(4, 4, Layout::Rgba, &[1, 2, 3, 0]);
+        assert_eq!(dominant_color(&clear), "#ffffff");
+    }
+}

@@ -1,0 +1,157 @@
+//! Stage 4: apply the EXIF orientation to the pixels, exactly once. After this stage
+//! every raster is upright and no later stage looks at the orientation tag again.
+
+use rayon::prelude::*;
+
+use super::raster::Raster;
+
+/// EXIF orientation (tag 0x0112). Values outside 1..=8 (0, 9, 65535, ...) are
+/// treated as 1: the image is taken as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Orientation(u16);
+
+impl Orientation {
+    pub const UPRIGHT: Orientation = Orientation(1);
+
+    pub fn from_exif(value: Option<u32>) -> Orientation {
+        match value {
+            Some(v @ 1..=8) => Orientation(v as u16),
+            _ => Orientation::UPRIGHT,
+        }
+    }
+
+    pub fn value(self) -> u16 {
+        self.0
+    }
+
+    /// Orientations 5 to 8 swap width and height.
+    pub fn swaps_axes(self) -> bool {
+        self.0 >= 5
+    }
+
+    /// Stored (width, height) to upright (width, height).
+    pub fn upright_size(self, width: u32, height: u32) -> (u32, u32) {
+        if self.swaps_axes() { (height, width) } else { (width, height) }
+    }
+}
+
+/// Returns the raster turned upright.
+pub fn orient(src: Raster, orientation: Orientation) -> Raster {
+    match orientation.0 {
+        2..=4 => flip(&src, orientation.0),
+        5..=8 => transpose(&src, orientation.0),
+        _ => src,
+    }
+}
+
+/// 2: mirror left-right; 3: rotate 180; 4: mirror top-bottom.
+fn flip(src: &Raster, o: u16) -> Raster {
+    let (w, h) = (src.width as usize, src.height as usize);
+    let c = src.layout.channels();
+    let row = w * c;
+    let mut out = vec![0u8; src.data.len()];
+    out.par_chunks_mut(row).enumerate().for_each(|(y, dst)| {
+        let sy = if o == 2 { y } else { h - 1 - y };
+        let s = &src.data[sy * row..(sy + 1) * row];
+        if o == 4 {
+            dst.copy_from_slice(s);
+        } else {
+            for (d, p) in dst.chunks_exact_mut(c).zip(s.chunks_exact(c).rev()) {
+                d.copy_from_slice(p);
+            }
+        }
+    });
+    Raster::new(src.width, src.height, src.layout, out)
+}
+
+/// 5: transpose; 6: rotate 90 clockwise; 7: transverse; 8: rotate 90 counter-clockwise.
+/// Output rows are filled in bands so that the reads walk along source rows.
+fn transpose(src: &Raster, o: u16) -> Raster {
+    const BAND: usize = 16;
+    let (w, h) = (src.width as usize, src.height as usize);
+    let c = src.layout.channels();
+    let (ow, oh) = (h, w);
+    let mut out = vec![0u8; ow * oh * c];
+    out.par_chunks_mut(ow * c * BAND)
+        .enumerate()
+        .for_each(|(band, chunk)| {
+            let y0 = band * BAND;
+            let rows = chunk.len() / (ow * c);
+            for x in 0..ow {
+                for r in 0..rows {
+                    let y = y0 + r;
+                    let (sx, sy) = match o {
+                        5 => (y, x),
+                        6 => (y, h - 1 - x),
+                        7 => (w - 1 - y, h - 1 - x),
+                        _ => (w - 1 - y, x),
+                    };
+                    let s = (sy * w + sx) * c;
+                    let d = (r * ow + x) * c;
+                    chunk[d..d + c].copy_from_slice(&src.data[s..s + c]);
+                }
+            }
+        });
+    Raster::new(ow as u32, oh as u32, src.layout, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::raster::Layout;
+    use super::*;
+
+    /// A 3x2 image whose pixels are numbered 0..6 in the red channel:
+    /// ```text
+    /// 0 1 2
+    /// 3 4 5
+    /// ```
+    fn numbered() -> Raster {
+        let data = (0..6u8).flat_map(|v| [v, 0, 0]).collect();
+        Raster::new(3, 2, Layout::Rgb, data)
+    }
+
+    fn reds(r: &Raster) -> Vec<u8> {
+        r.data.chunks(3).map(|p| p[0]).collect()
+    }
+
+    #[test]
+    fn all_eight_orientations() {
+        let cases: [(u32, (u32, u32), [u8; 6]); 8] = [
+            (1, (3, 2), [0, 1, 2, 3, 4, 5]),
+            (2, (3, 2), [2, 1, 0, 5, 4, 3]),
+            (3, (3, 2), [5, 4, 3, 2, 1, 0]),
+            (4, (3, 2), [3, 4, 5, 0, 1, 2]),
+            (5, (2, 3), [0, 3, 1, 4, 2, 5]),
+            (6, (2, 3), [3, 0, 4, 1, 5, 2]),
+            (7, (2, 3), [5, 2, 4, 1, 3, 0]),
+            (8, (2, 3), [2, 5, 1, 4, 0, 3]),
+        ];
+        for (value, size, expected) in cases {
+            let o = Orientation::from_exif(Some(value));
+            let out = orient(numbered(), o);
+            assert_eq!((out.width, out.height), size, "orientation {value}");
+            assert_eq!(o.upright_size(3, 2), size);
+            assert_eq!(reds(&out), expected, "orientation {value}");
+        }
+    }
+
+    #[test]
+    fn invalid_values_are_upright() {
+        for v in [None, Some(0), Some(9), Some(65535)] {
+            assert_eq!(Orientation::from_exif(v), Orientation::UPRIGHT);
+        }
+    }
+
+    #[test]
+    fn large_rotations_match_a_naive_rotation() {
+        let (w, h) = (37u32, 53u32);
+        let data: Vec<u8> = (0..w * h).flat_map(|i| [(i % 251) as u8, (i / 251) as u8, 7, 255]).collect();
+        let src = Raster::new(w, h, Layout::Rgba, data);
+        let out = orient(src.clone(), Orientation::from_exif(Some(6)));
+        for y in 0..out.height {
+            for x in 0..out.width {
+                assert_eq!(out.pixel(x, y), src.pixel(y, h - 1 - x));
+            }
+        }
+    }
+}
