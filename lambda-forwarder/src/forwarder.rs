@@ -150,11 +150,11 @@ impl Forwarder {
             }
         }
         let forwarded = jobs.len();
-        if !jobs.is_empty() {
-            if let Err(error) = self.submit(jobs).await {
-                tracing::error!(%error, jobs = forwarded, "jobs not accepted; failing the invocation");
-                return Err(error.into());
-            }
+        if !jobs.is_empty()
+            && let Err(error) = self.submit(jobs).await
+        {
+            tracing::error!(%error, jobs = forwarded, "jobs not accepted; failing the invocation");
+            return Err(error.into());
         }
         if let Some(first) = invalid.first() {
             tracing::error!(

@@ -112,7 +112,20 @@ async fn read_parameter(name: &str, timeout: Duration) -> Result<String, String>
         .with_decryption(true)
         .send()
         .await
-        .map_err(|error| aws_sdk_ssm::error::DisplayErrorContext(error).to_string())?;
+        .map_err(|error| match &error {
+            // AccessDenied, ParameterNotFound, …: the code and AWS's message say it all.
+            aws_sdk_ssm::error::SdkError::ServiceError(service) => {
+                use aws_sdk_ssm::error::ProvideErrorMetadata as _;
+                let error = service.err();
+                format!(
+                    "{}: {}",
+                    error.code().unwrap_or("service error"),
+                    error.message().unwrap_or("no message")
+                )
+            }
+            // Timeouts, connection and credential failures: keep the whole chain.
+            _ => aws_sdk_ssm::error::DisplayErrorContext(&error).to_string(),
+        })?;
     output
         .parameter
         .and_then(|parameter| parameter.value)

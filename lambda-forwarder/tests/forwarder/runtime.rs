@@ -113,7 +113,11 @@ struct Function {
 
 impl Function {
     fn start(runtime: &RuntimeApi, env: &[(String, String)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_lambda-forwarder"));
+        Self::start_program(env!("CARGO_BIN_EXE_lambda-forwarder"), runtime, env)
+    }
+
+    fn start_program(program: &str, runtime: &RuntimeApi, env: &[(String, String)]) -> Self {
+        let mut command = Command::new(program);
         command
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", runtime.server.addr.to_string())
@@ -136,6 +140,13 @@ impl Drop for Function {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The binary the ignored measurements run: `FORWARDER_BOOTSTRAP` if set (e.g. the
+/// `bootstrap` unzipped from `scripts/build-lambda`'s zip), else the test build.
+fn program_under_measure() -> String {
+    std::env::var("FORWARDER_BOOTSTRAP")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_lambda-forwarder").to_owned())
 }
 
 fn function_env(daemon_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -237,16 +248,20 @@ async fn bootstrap_refuses_to_start_without_its_configuration_and_names_the_vari
 }
 
 /// Cold start: from `spawn` to the first `GET …/invocation/next` (configuration read,
-/// clients built). Run with
-/// `cargo test --release -p lambda-forwarder --test forwarder -- --ignored --nocapture cold_start`.
+/// clients built), over 20 runs. Measures the test build of the binary, or the one named by
+/// `FORWARDER_BOOTSTRAP` (e.g. the `bootstrap` unzipped from `scripts/build-lambda`'s zip):
+/// `FORWARDER_BOOTSTRAP=/tmp/bootstrap cargo test -p lambda-forwarder --test forwarder --
+/// --ignored --nocapture cold_start`.
 #[tokio::test]
 #[ignore = "measurement, not a check; run on demand"]
 async fn cold_start_init_time() {
+    let program = program_under_measure();
     let daemon = daemon_accepting().await;
     let mut samples = Vec::new();
     for _ in 0..20 {
         let runtime = RuntimeApi::start().await;
-        let function = Function::start(&runtime, &function_env(&daemon.url(), &[]));
+        let function =
+            Function::start_program(&program, &runtime, &function_env(&daemon.url(), &[]));
         let init = loop {
             if let Some(polled) = *runtime.first_poll.lock().unwrap() {
                 break polled - function.started;
@@ -257,10 +272,87 @@ async fn cold_start_init_time() {
     }
     samples.sort();
     println!(
-        "cold start to first poll over {} runs: min {:?}, median {:?}, max {:?}",
+        "{program}: cold start to first poll over {} runs: min {:?}, median {:?}, max {:?}",
         samples.len(),
         samples[0],
         samples[samples.len() / 2],
         samples[samples.len() - 1]
     );
+}
+
+/// The SSM path of cold start, against a moto server (`moto_server -H 127.0.0.1 -p 5000`,
+/// PyPI `moto[server]==5.2.5`) named by `MOTO_ENDPOINT`, e.g. `http://127.0.0.1:5000`:
+/// the secret is read once from an SSM SecureString through the real SDK code path, and a
+/// missing parameter fails cold start naming it. Ignored by default because it needs that
+/// server: `MOTO_ENDPOINT=http://127.0.0.1:5000 cargo test -p lambda-forwarder --test
+/// forwarder -- --ignored --nocapture ssm`.
+#[tokio::test]
+#[ignore = "needs a moto server named by MOTO_ENDPOINT"]
+async fn bootstrap_reads_its_signing_key_from_ssm_once_at_cold_start() {
+    let endpoint = std::env::var("MOTO_ENDPOINT").expect("MOTO_ENDPOINT is set");
+    let parameter = format!("/pipeline/test/signing-key-{}", std::process::id());
+    lambda_forwarder::install_crypto_provider();
+    let put = reqwest::Client::new()
+        .post(&endpoint)
+        .header("x-amz-target", "AmazonSSM.PutParameter")
+        // moto picks the service from the credential scope of the (unchecked) signature.
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20240501/us-east-1/ssm/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(
+            json!({"Name": parameter, "Value": SECRET, "Type": "SecureString", "Overwrite": true})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text().await);
+
+    let daemon = daemon_accepting().await;
+    let ssm_env = |name: &str| {
+        let mut env = function_env(&daemon.url(), &[("SIGNING_KEY_PARAMETER", name)]);
+        env.retain(|(k, _)| k != "SIGNING_KEY");
+        env.extend(
+            [
+                ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ACCESS_KEY_ID", "testing"),
+                ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        env
+    };
+
+    let mut runtime = RuntimeApi::start().await;
+    let function =
+        Function::start_program(&program_under_measure(), &runtime, &ssm_env(&parameter));
+    let outcome = runtime.invoke("req-ssm", fixture("aws-put.json")).await;
+    let init = runtime.first_poll.lock().unwrap().unwrap() - function.started;
+    println!("cold start with the SSM read: {init:?}");
+    assert_eq!(
+        outcome,
+        Outcome::Response(json!({"forwarded": 1, "skipped": 0}))
+    );
+    // Signed with the secret from SSM: the daemon's key set verifies it.
+    assert_signed_jobs_request(&daemon.requests()[0]);
+
+    let missing = format!("{parameter}-missing");
+    let runtime = RuntimeApi::start().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_lambda-forwarder"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.server.addr.to_string())
+        .envs(ssm_env(&missing))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        logs.contains(&missing) && logs.contains("SIGNING_KEY_PARAMETER"),
+        "{logs}"
+    );
+    assert!(runtime.server.requests().is_empty());
 }
