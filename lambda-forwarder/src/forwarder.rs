@@ -8,7 +8,8 @@
 //! - SQS batch: jobs are grouped per message and all sent in one request. The answer names
 //!   in `batchItemFailures` exactly the messages that are not done: those that had a job
 //!   when the request failed, and those that cannot be read (so they reach the DLQ rather
-//!   than vanish). Messages that filter to nothing, and test events, succeed.
+//!   than vanish). Messages that filter to nothing, and test events, succeed. The readable
+//!   jobs of a partly unreadable message are still sent; its redelivery is deduplicated.
 //! - `s3:TestEvent`: acknowledged, nothing sent.
 //!
 //! Nothing is ever logged and dropped: every outcome is a success or an error Lambda acts on.
