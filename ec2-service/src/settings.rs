@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{Anchor, Limits, Mark, Recipe, Watermark};
 use crate::pipeline::recipe::parse_hex_color;
+use crate::pipeline::{Anchor, Limits, Mark, Recipe, Watermark};
 
 /// Where `serve` and the operator commands look for the config file by default.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ec2-service/config.toml";
@@ -60,13 +60,24 @@ pub struct ConfigError(pub String);
 impl Settings {
     /// Loads the layered configuration. `file` is required to exist when `file_required`;
     /// `env` replaces the process environment when given (tests).
-    pub fn load(file: Option<&Path>, file_required: bool, env: Option<HashMap<String, String>>) -> Result<Settings, ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        file_required: bool,
+        env: Option<HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             if file_required && !path.exists() {
-                return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml).required(file_required));
+            builder = builder.add_source(
+                config::File::from(path)
+                    .format(config::FileFormat::Toml)
+                    .required(file_required),
+            );
         }
         let environment = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
@@ -87,12 +98,16 @@ impl Settings {
         self.recipe.validate()?;
         self.limits.validate()?;
         self.watermark.validate()?;
-        if !self.watermark.is_enabled() {
-            if let Some(i) = self.recipe.variants.iter().position(|v| v.watermark) {
-                return Err(format!(
-                    "recipe.variants[{i}].watermark: asks for a watermark but [watermark] sets neither text nor image_path"
-                ));
-            }
+        let unmarked = !self.watermark.is_enabled();
+        if let Some(i) = self
+            .recipe
+            .variants
+            .iter()
+            .position(|v| v.watermark && unmarked)
+        {
+            return Err(format!(
+                "recipe.variants[{i}].watermark: asks for a watermark but [watermark] sets neither text nor image_path"
+            ));
         }
         Ok(())
     }
@@ -132,9 +147,14 @@ impl WatermarkSettings {
                 color: parse_hex_color(&self.color).map_err(ConfigError)?,
             },
             (None, Some(path)) => {
-                let bytes = std::fs::read(path)
-                    .map_err(|e| ConfigError(format!("watermark.image_path: cannot read {}: {e}", path.display())))?;
-                Watermark::image_mark(&bytes).map_err(|e| ConfigError(format!("watermark.image_path: {e}")))?
+                let bytes = std::fs::read(path).map_err(|e| {
+                    ConfigError(format!(
+                        "watermark.image_path: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Watermark::image_mark(&bytes)
+                    .map_err(|e| ConfigError(format!("watermark.image_path: {e}")))?
             }
             (None, None) => return Ok(None),
         };
@@ -154,7 +174,12 @@ mod tests {
     use crate::pipeline::{Fit, OutputFormat};
 
     fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
-        Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
     }
 
     fn file(text: &str) -> tempfile_path::TempToml {
@@ -218,9 +243,18 @@ text = "© Example"
 anchor = "top-left"
 "##,
         );
-        let s = Settings::load(Some(&f.0), true, env(&[("EC2_SERVICE__LIMITS__MAX_PIXELS", "5000")])).unwrap();
+        let s = Settings::load(
+            Some(&f.0),
+            true,
+            env(&[("EC2_SERVICE__LIMITS__MAX_PIXELS", "5000")]),
+        )
+        .unwrap();
         assert_eq!(s.recipe.version, "web-2");
-        assert_eq!(s.recipe.variants.len(), 1, "a file's variants replace the default list");
+        assert_eq!(
+            s.recipe.variants.len(),
+            1,
+            "a file's variants replace the default list"
+        );
         assert_eq!(s.recipe.variants[0].fit, Fit::Cover);
         assert_eq!(s.recipe.variants[0].format, OutputFormat::Webp);
         assert_eq!(s.limits.max_pixels, 5000, "environment wins over the file");
@@ -231,22 +265,40 @@ anchor = "top-left"
 
     #[test]
     fn errors_name_the_key() {
-        let f = file("[recipe]\nversion = \"x\"\n[[recipe.variants]]\nname = \"a\"\nwidth = 10\nheight = 10\nfit = \"inside\"\nformat = \"jpeg\"\nquality = 101\n");
-        let e = Settings::load(Some(&f.0), true, env(&[])).unwrap_err().to_string();
+        let f = file(
+            "[recipe]\nversion = \"x\"\n[[recipe.variants]]\nname = \"a\"\nwidth = 10\nheight = 10\nfit = \"inside\"\nformat = \"jpeg\"\nquality = 101\n",
+        );
+        let e = Settings::load(Some(&f.0), true, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("recipe.variants[0].quality"), "{e}");
 
-        let f = file("[recipe]\nversion = \"x\"\n[[recipe.variants]]\nname = \"a\"\nwidth = 10\nheight = 10\nfit = \"inside\"\nformat = \"jpeg\"\nquality = 80\nwatermark = true\n");
-        let e = Settings::load(Some(&f.0), true, env(&[])).unwrap_err().to_string();
+        let f = file(
+            "[recipe]\nversion = \"x\"\n[[recipe.variants]]\nname = \"a\"\nwidth = 10\nheight = 10\nfit = \"inside\"\nformat = \"jpeg\"\nquality = 80\nwatermark = true\n",
+        );
+        let e = Settings::load(Some(&f.0), true, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("recipe.variants[0].watermark"), "{e}");
 
-        let e = Settings::load(None, false, env(&[("EC2_SERVICE__WATERMARK__OPACITY", "3")])).unwrap_err().to_string();
+        let e = Settings::load(
+            None,
+            false,
+            env(&[("EC2_SERVICE__WATERMARK__OPACITY", "3")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("watermark.opacity"), "{e}");
 
         let f = file("[limits]\nmax_pixel = 5\n");
-        let e = Settings::load(Some(&f.0), true, env(&[])).unwrap_err().to_string();
+        let e = Settings::load(Some(&f.0), true, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_pixel"), "unknown keys are refused: {e}");
 
-        let e = Settings::load(Some(Path::new("/nonexistent/config.toml")), true, env(&[])).unwrap_err().to_string();
+        let e = Settings::load(Some(Path::new("/nonexistent/config.toml")), true, env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/config.toml"), "{e}");
     }
 }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 pub const EXIT_USAGE: i32 = 64;
 
 #[derive(Debug, Parser)]
-#[command(name = "ec2-service", version, about = "Image pipeline daemon and operator tools")]
+#[command(
+    name = "ec2-service",
+    version,
+    about = "Image pipeline daemon and operator tools"
+)]
 pub struct Cli {
     /// Config file (TOML). Default: /etc/ec2-service/config.toml if it exists, else the
     /// built-in defaults.

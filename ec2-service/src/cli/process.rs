@@ -13,7 +13,9 @@ use std::time::Instant;
 use clap::Args;
 use serde::Serialize;
 
-use crate::pipeline::{self, Limits, Metadata, PipelineError, Recipe, Rendered, StageTimings, Watermark};
+use crate::pipeline::{
+    self, Limits, Metadata, PipelineError, Recipe, Rendered, StageTimings, Watermark,
+};
 use crate::settings::{DEFAULT_CONFIG_PATH, Settings};
 
 use super::EXIT_USAGE;
@@ -94,7 +96,8 @@ pub fn run(config: Option<&Path>, args: &ProcessArgs) -> i32 {
     let total = jobs.len();
     let done = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<(Outcome, f64)>>> = Mutex::new((0..total).map(|_| None).collect());
+    let results: Mutex<Vec<Option<(Outcome, f64)>>> =
+        Mutex::new((0..total).map(|_| None).collect());
     let progress = std::io::stderr().is_terminal();
     let started = Instant::now();
 
@@ -108,7 +111,8 @@ pub fn run(config: Option<&Path>, args: &ProcessArgs) -> i32 {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(job) = jobs.get(i) else { break };
                     let t = Instant::now();
-                    let outcome = process_one(job, &settings.recipe, &settings.limits, watermark.as_ref());
+                    let outcome =
+                        process_one(job, &settings.recipe, &settings.limits, watermark.as_ref());
                     let ms = t.elapsed().as_secs_f64() * 1e3;
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some((outcome, ms));
@@ -126,7 +130,12 @@ pub fn run(config: Option<&Path>, args: &ProcessArgs) -> i32 {
         eprintln!();
     }
     let results = results.into_inner().unwrap_or_default();
-    print_summary(&jobs, &results, &settings.recipe, started.elapsed().as_secs_f64())
+    print_summary(
+        &jobs,
+        &results,
+        &settings.recipe,
+        started.elapsed().as_secs_f64(),
+    )
 }
 
 fn load_settings(config: Option<&Path>) -> Result<Settings, String> {
@@ -167,11 +176,16 @@ fn plan_jobs(files: &[PathBuf], out: &Path) -> Vec<Job> {
         }
         job.out_dir = out.join(name);
     }
-    jobs.sort_by(|a, b| b.size.cmp(&a.size));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.size));
     jobs
 }
 
-fn process_one(job: &Job, recipe: &Recipe, limits: &Limits, watermark: Option<&Watermark>) -> Outcome {
+fn process_one(
+    job: &Job,
+    recipe: &Recipe,
+    limits: &Limits,
+    watermark: Option<&Watermark>,
+) -> Outcome {
     // Refuse by size before reading the file into memory.
     if let Err(e) = limits.check_source_bytes(job.size) {
         return finish_failed(job, e);
@@ -202,12 +216,14 @@ fn finish_failed(job: &Job, error: PipelineError) -> Outcome {
 }
 
 fn write_outputs(job: &Job, recipe: &Recipe, rendered: &Rendered) -> Result<(), String> {
-    std::fs::create_dir_all(&job.out_dir).map_err(|e| format!("cannot create {}: {e}", job.out_dir.display()))?;
+    std::fs::create_dir_all(&job.out_dir)
+        .map_err(|e| format!("cannot create {}: {e}", job.out_dir.display()))?;
     let mut variants = Vec::new();
     for v in &rendered.variants {
         let file = format!("{}.{}", v.name, v.format.extension());
         let path = job.out_dir.join(&file);
-        std::fs::write(&path, &v.bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::fs::write(&path, &v.bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         variants.push(VariantReport {
             name: v.name.clone(),
             file,
@@ -236,16 +252,30 @@ fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> Result<(), Stri
     std::fs::write(&path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn print_summary(jobs: &[Job], results: &[Option<(Outcome, f64)>], recipe: &Recipe, wall: f64) -> i32 {
+fn print_summary(
+    jobs: &[Job],
+    results: &[Option<(Outcome, f64)>],
+    recipe: &Recipe,
+    wall: f64,
+) -> i32 {
     let mut out = String::new();
     let mut failed = 0;
-    let width = jobs.iter().map(|j| display_name(&j.path).chars().count()).max().unwrap_or(4).clamp(4, 48);
+    let width = jobs
+        .iter()
+        .map(|j| display_name(&j.path).chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 48);
     for (job, result) in jobs.iter().zip(results) {
         let name = display_name(&job.path);
         let line = match result {
             Some((Outcome::Done(r), ms)) => {
                 let m = &r.metadata;
-                let sizes: Vec<String> = r.variants.iter().map(|v| format!("{} {}x{}", v.name, v.width, v.height)).collect();
+                let sizes: Vec<String> = r
+                    .variants
+                    .iter()
+                    .map(|v| format!("{} {}x{}", v.name, v.width, v.height))
+                    .collect();
                 format!(
                     "ok    {name:width$}  {:>5} {:>5}x{:<5} {:>7.0} ms  {}",
                     m.format.name(),
@@ -271,8 +301,11 @@ fn print_summary(jobs: &[Job], results: &[Option<(Outcome, f64)>], recipe: &Reci
         out.push_str(&line);
         out.push('\n');
     }
+    let peak = peak_memory_mib()
+        .map(|m| format!(", peak memory {m} MiB"))
+        .unwrap_or_default();
     out.push_str(&format!(
-        "{} files, {} ok, {} failed, recipe {}, {:.2} s\n",
+        "{} files, {} ok, {} failed, recipe {}, {:.2} s{peak}\n",
         jobs.len(),
         jobs.len() - failed,
         failed,
@@ -281,4 +314,12 @@ fn print_summary(jobs: &[Job], results: &[Option<(Outcome, f64)>], recipe: &Reci
     ));
     print!("{out}");
     if failed > 0 { 1 } else { 0 }
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+fn peak_memory_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }

@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
-use moxcms::{ColorProfile, DataColorSpace, Layout as CmsLayout, ProfileText, RenderingIntent, TransformOptions};
+use moxcms::{
+    ColorProfile, DataColorSpace, Layout as CmsLayout, ProfileText, RenderingIntent,
+    TransformOptions,
+};
 use rayon::prelude::*;
 
 use super::raster::{Layout, Raster};
@@ -41,7 +44,9 @@ fn describe(profile: &ColorProfile) -> Option<String> {
             }
         }
     };
-    let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_owned();
+    let text = text
+        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+        .to_owned();
     (!text.is_empty()).then_some(text)
 }
 
@@ -71,14 +76,18 @@ pub fn to_srgb(raster: &mut Raster, icc: Option<&[u8]>) -> ColorReport {
         icc_description,
         converted: false,
     };
-    if profile.color_space != DataColorSpace::Rgb || is_srgb(&profile, report.icc_description.as_deref()) {
+    if profile.color_space != DataColorSpace::Rgb
+        || is_srgb(&profile, report.icc_description.as_deref())
+    {
         return report;
     }
     let layout = match raster.layout {
         Layout::Rgb => CmsLayout::Rgb,
         Layout::Rgba => CmsLayout::Rgba,
     };
-    let Ok(transform) = profile.create_transform_8bit(layout, &ColorProfile::new_srgb(), layout, options()) else {
+    let Ok(transform) =
+        profile.create_transform_8bit(layout, &ColorProfile::new_srgb(), layout, options())
+    else {
         return report;
     };
     let row_bytes = raster.row_bytes();
@@ -94,7 +103,11 @@ fn options() -> TransformOptions {
 }
 
 /// Runs `transform` over the buffer in parallel bands of rows.
-fn apply_in_place(data: &mut [u8], row_bytes: usize, transform: &Arc<moxcms::Transform8BitExecutor>) -> bool {
+fn apply_in_place(
+    data: &mut [u8],
+    row_bytes: usize,
+    transform: &Arc<moxcms::Transform8BitExecutor>,
+) -> bool {
     let band = row_bytes * 32;
     data.par_chunks_mut(band.max(1))
         .map(|chunk| {
@@ -121,16 +134,23 @@ pub fn cmyk_to_rgb(cmyk: &[u8], icc: Option<&[u8]>, inverted: bool) -> Vec<u8> {
     let profile = icc
         .and_then(|p| ColorProfile::new_from_slice(p).ok())
         .filter(|p| p.color_space == DataColorSpace::Cmyk);
-    if let Some(profile) = profile {
-        if let Ok(t) = profile.create_transform_8bit(CmsLayout::Rgba, &ColorProfile::new_srgb(), CmsLayout::Rgb, options()) {
-            const BAND: usize = 4096;
-            let ok = ink_values
-                .par_chunks(BAND * 4)
-                .zip(rgb.par_chunks_mut(BAND * 3))
-                .all(|(src, dst)| t.transform(src, dst).is_ok());
-            if ok {
-                return rgb;
-            }
+    let transform = profile.and_then(|p| {
+        p.create_transform_8bit(
+            CmsLayout::Rgba,
+            &ColorProfile::new_srgb(),
+            CmsLayout::Rgb,
+            options(),
+        )
+        .ok()
+    });
+    if let Some(t) = transform {
+        const BAND: usize = 4096;
+        let ok = ink_values
+            .par_chunks(BAND * 4)
+            .zip(rgb.par_chunks_mut(BAND * 3))
+            .all(|(src, dst)| t.transform(src, dst).is_ok());
+        if ok {
+            return rgb;
         }
     }
     ink_values
@@ -155,10 +175,16 @@ mod tests {
     fn plain_cmyk_formula() {
         // No ink is white, full K is black, full C is cyan.
         let cmyk = [0, 0, 0, 0, 0, 0, 0, 255, 255, 0, 0, 0];
-        assert_eq!(cmyk_to_rgb(&cmyk, None, false), [255, 255, 255, 0, 0, 0, 0, 255, 255]);
+        assert_eq!(
+            cmyk_to_rgb(&cmyk, None, false),
+            [255, 255, 255, 0, 0, 0, 0, 255, 255]
+        );
         // Adobe-inverted storage of the same values.
         let inverted: Vec<u8> = cmyk.iter().map(|v| 255 - v).collect();
-        assert_eq!(cmyk_to_rgb(&inverted, None, true), [255, 255, 255, 0, 0, 0, 0, 255, 255]);
+        assert_eq!(
+            cmyk_to_rgb(&inverted, None, true),
+            [255, 255, 255, 0, 0, 0, 0, 255, 255]
+        );
     }
 
     #[test]
@@ -176,6 +202,9 @@ mod tests {
         let mut untouched = Raster::new(1, 1, Layout::Rgb, vec![200, 40, 40]);
         assert_eq!(to_srgb(&mut untouched, None), ColorReport::default());
         assert_eq!(untouched.data, vec![200, 40, 40]);
-        assert_eq!(to_srgb(&mut untouched, Some(b"not a profile")), ColorReport::default());
+        assert_eq!(
+            to_srgb(&mut untouched, Some(b"not a profile")),
+            ColorReport::default()
+        );
     }
 }

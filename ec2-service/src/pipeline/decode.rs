@@ -68,7 +68,11 @@ fn decode_jpeg(bytes: &[u8], min_size: (u32, u32)) -> Result<Decoded, PipelineEr
     let (width, height) = (scaled.width, scaled.height);
     let markers = JpegMarkers::read(bytes);
     let cmyk = matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK);
-    let format = if cmyk { PixelFormat::CMYK } else { PixelFormat::RGB };
+    let format = if cmyk {
+        PixelFormat::CMYK
+    } else {
+        PixelFormat::RGB
+    };
     let mut pixels = vec![0u8; width * height * format.size()];
     let out = TjImage {
         pixels: pixels.as_mut_slice(),
@@ -155,7 +159,8 @@ impl JpegMarkers {
             at += 2 + len;
         }
         chunks.sort_by_key(|(seq, _)| *seq);
-        let icc = (!chunks.is_empty()).then(|| chunks.iter().flat_map(|(_, c)| c.iter().copied()).collect());
+        let icc = (!chunks.is_empty())
+            .then(|| chunks.iter().flat_map(|(_, c)| c.iter().copied()).collect());
         JpegMarkers { icc, adobe }
     }
 
@@ -186,7 +191,11 @@ fn decode_with_image(bytes: &[u8], probe: &Probe) -> Result<Decoded, PipelineErr
     limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(map)?;
-    let icc = decoder.icc_profile().ok().flatten().filter(|p| !p.is_empty());
+    let icc = decoder
+        .icc_profile()
+        .ok()
+        .flatten()
+        .filter(|p| !p.is_empty());
     let image = DynamicImage::from_decoder(decoder).map_err(map)?;
     let raster = if image.color().has_alpha() {
         let rgba = image.into_rgba8();
@@ -239,7 +248,11 @@ mod tests {
         assert!(is_benign_jpeg_warning(
             "TurboJPEG error: Corrupt JPEG data: 2 extraneous bytes before marker 0xd9"
         ));
-        assert!(!is_benign_jpeg_warning("TurboJPEG error: Premature end of JPEG file"));
-        assert!(!is_benign_jpeg_warning("TurboJPEG error: Corrupt JPEG data: bad Huffman code"));
+        assert!(!is_benign_jpeg_warning(
+            "TurboJPEG error: Premature end of JPEG file"
+        ));
+        assert!(!is_benign_jpeg_warning(
+            "TurboJPEG error: Corrupt JPEG data: bad Huffman code"
+        ));
     }
 }

@@ -16,14 +16,20 @@ const AVIF_SPEED: u8 = 8;
 
 /// Encodes `raster` as `format`. Alpha is kept where the format has it and the
 /// image uses it; otherwise the image is flattened onto `background`.
-pub fn encode(raster: &Raster, format: OutputFormat, quality: u8, background: [u8; 3]) -> Result<Vec<u8>, String> {
+pub fn encode(
+    raster: &Raster,
+    format: OutputFormat,
+    quality: u8,
+    background: [u8; 3],
+) -> Result<Vec<u8>, String> {
     let flattened;
-    let raster = if raster.layout == Layout::Rgba && !(format.keeps_alpha() && raster.has_transparency()) {
-        flattened = raster.flatten(background);
-        &flattened
-    } else {
-        raster
-    };
+    let raster =
+        if raster.layout == Layout::Rgba && !(format.keeps_alpha() && raster.has_transparency()) {
+            flattened = raster.flatten(background);
+            &flattened
+        } else {
+            raster
+        };
     match format {
         OutputFormat::Jpeg => jpeg(raster, quality),
         OutputFormat::Webp => webp(raster, quality),
@@ -34,7 +40,8 @@ pub fn encode(raster: &Raster, format: OutputFormat, quality: u8, background: [u
 
 fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, String> {
     let mut c = Compressor::new().map_err(|e| e.to_string())?;
-    c.set_quality(i32::from(quality)).map_err(|e| e.to_string())?;
+    c.set_quality(i32::from(quality))
+        .map_err(|e| e.to_string())?;
     c.set_subsamp(Subsamp::Sub2x2).map_err(|e| e.to_string())?;
     c.set_optimize(true).map_err(|e| e.to_string())?;
     let image = TjImage {
@@ -103,7 +110,12 @@ mod tests {
 
     #[test]
     fn every_format_round_trips_dimensions_and_alpha() {
-        for format in [OutputFormat::Jpeg, OutputFormat::Webp, OutputFormat::Png, OutputFormat::Avif] {
+        for format in [
+            OutputFormat::Jpeg,
+            OutputFormat::Webp,
+            OutputFormat::Png,
+            OutputFormat::Avif,
+        ] {
             let bytes = encode(&gradient(Layout::Rgba), format, 80, [255, 255, 255]).unwrap();
             let decoded = image::load_from_memory(&bytes);
             if format == OutputFormat::Avif {
@@ -113,13 +125,23 @@ mod tests {
             }
             let decoded = decoded.unwrap();
             assert_eq!((decoded.width(), decoded.height()), (64, 48), "{format:?}");
-            assert_eq!(decoded.color().has_alpha(), format.keeps_alpha(), "{format:?}");
+            assert_eq!(
+                decoded.color().has_alpha(),
+                format.keeps_alpha(),
+                "{format:?}"
+            );
         }
     }
 
     #[test]
     fn jpeg_flattens_transparency_onto_the_background() {
-        let bytes = encode(&gradient(Layout::Rgba), OutputFormat::Jpeg, 90, [255, 0, 255]).unwrap();
+        let bytes = encode(
+            &gradient(Layout::Rgba),
+            OutputFormat::Jpeg,
+            90,
+            [255, 0, 255],
+        )
+        .unwrap();
         let img = image::load_from_memory(&bytes).unwrap().into_rgb8();
         let p = img.get_pixel(60, 20);
         assert!(p[0] > 240 && p[1] < 20 && p[2] > 240, "{p:?}");

@@ -17,7 +17,10 @@ pub enum PipelineError {
     UnsupportedFormat(String),
 
     #[error("corrupt {format} image: {detail}")]
-    CorruptImage { format: SourceFormat, detail: String },
+    CorruptImage {
+        format: SourceFormat,
+        detail: String,
+    },
 
     #[error("{width}x{height} is over the dimension limit of {max_width}x{max_height}")]
     DimensionsTooLarge {
@@ -33,7 +36,7 @@ pub enum PipelineError {
     #[error("{frames} frames is over the limit of {limit} frames")]
     TooManyFrames { frames: u64, limit: u32 },
 
-    #[error("decoding would need more memory than allowed: {0}")]
+    #[error("over the memory limit: {0}")]
     MemoryLimit(String),
 
     #[error("could not encode variant {variant} as {format}: {detail}")]

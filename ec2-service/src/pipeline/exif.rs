@@ -68,12 +68,13 @@ pub fn read(bytes: &[u8], format: SourceFormat) -> ExifData {
     let field = |tag: Tag| exif.get_field(tag, In::PRIMARY);
     let text = |tag: Tag| field(tag).and_then(|f| ascii(&f.value));
     let rational = |tag: Tag| {
-        field(tag).and_then(|f| match &f.value {
-            Value::Rational(v) => v.first().map(|r| r.to_f64()),
-            Value::SRational(v) => v.first().map(|r| r.to_f64()),
-            _ => None,
-        })
-        .filter(|v| v.is_finite())
+        field(tag)
+            .and_then(|f| match &f.value {
+                Value::Rational(v) => v.first().map(|r| r.to_f64()),
+                Value::SRational(v) => v.first().map(|r| r.to_f64()),
+                _ => None,
+            })
+            .filter(|v| v.is_finite())
     };
     let orientation = field(Tag::Orientation).and_then(|f| f.value.get_uint(0));
     let date_taken = text(Tag::DateTimeOriginal)
@@ -89,11 +90,15 @@ pub fn read(bytes: &[u8], format: SourceFormat) -> ExifData {
         lens: text(Tag::LensModel),
         date_taken,
         exposure_time,
-        f_number: rational(Tag::FNumber).filter(|v| *v > 0.0).map(|v| round(v, 1)),
+        f_number: rational(Tag::FNumber)
+            .filter(|v| *v > 0.0)
+            .map(|v| round(v, 1)),
         iso: field(Tag::PhotographicSensitivity)
             .and_then(|f| f.value.get_uint(0))
             .filter(|v| *v > 0),
-        focal_length_mm: rational(Tag::FocalLength).filter(|v| *v > 0.0).map(|v| round(v, 1)),
+        focal_length_mm: rational(Tag::FocalLength)
+            .filter(|v| *v > 0.0)
+            .map(|v| round(v, 1)),
     };
     ExifData {
         orientation,
@@ -109,7 +114,10 @@ fn ascii(value: &Value) -> Option<String> {
     let text = parts
         .iter()
         .map(|p| String::from_utf8_lossy(p).into_owned())
-        .find(|s| !s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).is_empty())?;
+        .find(|s| {
+            !s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .is_empty()
+        })?;
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
     let text = text.trim().to_owned();
     (!text.is_empty() && text.len() <= 256).then_some(text)
@@ -118,7 +126,13 @@ fn ascii(value: &Value) -> Option<String> {
 /// `2016:05:21 14:02:11` to `2016-05-21T14:02:11`, with the offset when given.
 fn iso_date(text: &str, offset: Option<&str>) -> Option<String> {
     let dt = exif::DateTime::from_ascii(text.as_bytes()).ok()?;
-    if dt.year == 0 || !(1..=12).contains(&dt.month) || !(1..=31).contains(&dt.day) || dt.hour > 23 || dt.minute > 59 || dt.second > 60 {
+    if dt.year == 0
+        || !(1..=12).contains(&dt.month)
+        || !(1..=31).contains(&dt.day)
+        || dt.hour > 23
+        || dt.minute > 59
+        || dt.second > 60
+    {
         return None;
     }
     let mut out = format!(
@@ -222,7 +236,10 @@ mod tests {
 
     #[test]
     fn dates_become_iso_8601() {
-        assert_eq!(iso_date("2016:05:21 14:02:11", None).as_deref(), Some("2016-05-21T14:02:11"));
+        assert_eq!(
+            iso_date("2016:05:21 14:02:11", None).as_deref(),
+            Some("2016-05-21T14:02:11")
+        );
         assert_eq!(
             iso_date("2016:05:21 14:02:11", Some("+02:00")).as_deref(),
             Some("2016-05-21T14:02:11+02:00")
@@ -233,7 +250,10 @@ mod tests {
 
     #[test]
     fn no_exif_is_no_fields() {
-        assert_eq!(read(b"\xFF\xD8\xFF\xD9", SourceFormat::Jpeg), ExifData::default());
+        assert_eq!(
+            read(b"\xFF\xD8\xFF\xD9", SourceFormat::Jpeg),
+            ExifData::default()
+        );
         assert_eq!(read(b"GIF89a", SourceFormat::Gif), ExifData::default());
     }
 }

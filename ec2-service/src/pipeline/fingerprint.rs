@@ -45,7 +45,7 @@ pub fn perceptual_hash(rgb: &Raster) -> Result<String, PipelineError> {
     let cos: Vec<Vec<f64>> = (0..=8)
         .map(|u| {
             (0..N)
-                .map(|x| ((2 * x + 1) as f64 * u as f64 * PI / (2 * N) as f64).cos())
+                .map(|x| (f64::from(2 * x as u32 + 1) * f64::from(u) * PI / (2 * N) as f64).cos())
                 .collect()
         })
         .collect();
@@ -70,7 +70,8 @@ pub fn perceptual_hash(rgb: &Raster) -> Result<String, PipelineError> {
     Ok(format!("{bits:016x}"))
 }
 
-const BASE83: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~";
+const BASE83: &[u8] =
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~";
 
 fn base83(value: u64, digits: u32, out: &mut String) {
     for i in (0..digits).rev() {
@@ -81,23 +82,41 @@ fn base83(value: u64, digits: u32, out: &mut String) {
 
 fn srgb_to_linear(v: u8) -> f64 {
     let v = f64::from(v) / 255.0;
-    if v <= 0.04045 { v / 12.92 } else { ((v + 0.055) / 1.055).powf(2.4) }
+    if v <= 0.04045 {
+        v / 12.92
+    } else {
+        ((v + 0.055) / 1.055).powf(2.4)
+    }
 }
 
 fn linear_to_srgb(v: f64) -> u64 {
     let v = v.clamp(0.0, 1.0);
-    let s = if v <= 0.003_130_8 { v * 12.92 } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 };
+    let s = if v <= 0.003_130_8 {
+        v * 12.92
+    } else {
+        1.055 * v.powf(1.0 / 2.4) - 0.055
+    };
     (s * 255.0 + 0.5) as u64
 }
 
 /// BlurHash with 4x3 components (3x4 for portrait pictures).
 pub fn blur_hash(rgb: &Raster) -> String {
-    let (nx, ny) = if rgb.height > rgb.width { (3usize, 4usize) } else { (4, 3) };
+    let (nx, ny) = if rgb.height > rgb.width {
+        (3usize, 4usize)
+    } else {
+        (4, 3)
+    };
     let (w, h) = (rgb.width as usize, rgb.height as usize);
     let linear: Vec<[f64; 3]> = rgb
         .data
         .chunks_exact(3)
-        .map(|p| [srgb_to_linear(p[0]), srgb_to_linear(p[1]), srgb_to_linear(p[2])])
+        .map(|p| {
+            [
+                srgb_to_linear(p[0]),
+                srgb_to_linear(p[1]),
+                srgb_to_linear(p[2]),
+            ]
+        })
         .collect();
     let mut factors = Vec::with_capacity(nx * ny);
     for j in 0..ny {
@@ -121,7 +140,10 @@ pub fn blur_hash(rgb: &Raster) -> String {
     let mut out = String::new();
     base83(((nx - 1) + (ny - 1) * 9) as u64, 1, &mut out);
     let ac = &factors[1..];
-    let max = ac.iter().flat_map(|f| f.iter()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let max = ac
+        .iter()
+        .flat_map(|f| f.iter())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
     let (quantised_max, max_value) = if ac.is_empty() || max == 0.0 {
         (0u64, 1.0)
     } else {
@@ -130,7 +152,11 @@ pub fn blur_hash(rgb: &Raster) -> String {
     };
     base83(quantised_max, 1, &mut out);
     let dc = factors[0];
-    base83((linear_to_srgb(dc[0]) << 16) + (linear_to_srgb(dc[1]) << 8) + linear_to_srgb(dc[2]), 4, &mut out);
+    base83(
+        (linear_to_srgb(dc[0]) << 16) + (linear_to_srgb(dc[1]) << 8) + linear_to_srgb(dc[2]),
+        4,
+        &mut out,
+    );
     for f in ac {
         let q = |v: f64| {
             let s = (v / max_value).abs().sqrt().copysign(v);
@@ -150,14 +176,19 @@ pub fn dominant_color(raster: &Raster) -> String {
         if raster.layout == Layout::Rgba && p[3] < 128 {
             continue;
         }
-        let key = (usize::from(p[0] >> 4) << 8) | (usize::from(p[1] >> 4) << 4) | usize::from(p[2] >> 4);
+        let key =
+            (usize::from(p[0] >> 4) << 8) | (usize::from(p[1] >> 4) << 4) | usize::from(p[2] >> 4);
         let bin = &mut counts[key];
         bin.0 += 1;
-        for i in 0..3 {
-            bin.1[i] += u64::from(p[i]);
+        for (sum, v) in bin.1.iter_mut().zip(p) {
+            *sum += u64::from(*v);
         }
     }
-    let (n, sums) = counts.iter().max_by_key(|(n, _)| *n).copied().unwrap_or((0, [0; 3]));
+    let (n, sums) = counts
+        .iter()
+        .max_by_key(|(n, _)| *n)
+        .copied()
+        .unwrap_or((0, [0; 3]));
     if n == 0 {
         return "#ffffff".to_owned();
     }
@@ -182,7 +213,8 @@ mod tests {
         for y in 0..h {
             for x in 0..w {
                 let (u, v) = (f64::from(x) / f64::from(w), f64::from(y) / f64::from(h));
-                let l = 0.5 + 0.3 * (fx * u * 6.0 + 1.0).sin() * (fy * v * 6.0).cos() + 0.2 * u * u - 0.1 * v;
+                let l = 0.5 + 0.3 * (fx * u * 6.0 + 1.0).sin() * (fy * v * 6.0).cos() + 0.2 * u * u
+                    - 0.1 * v;
                 let v = (l.clamp(0.0, 1.0) * 255.0) as u8;
                 data.extend([v, v / 2, 255 - v]);
             }
@@ -192,11 +224,15 @@ mod tests {
 
     #[test]
     fn perceptual_hash_is_stable_under_resizing_and_differs_between_pictures() {
-        let a = fingerprints(&scene(400, 300, 1.0, 0.7)).unwrap().perceptual_hash;
+        let a = fingerprints(&scene(400, 300, 1.0, 0.7))
+            .unwrap()
+            .perceptual_hash;
         let a_small = fingerprints(&resize::resize(&scene(400, 300, 1.0, 0.7), 200, 150).unwrap())
             .unwrap()
             .perceptual_hash;
-        let b = fingerprints(&scene(400, 300, 0.4, 1.9)).unwrap().perceptual_hash;
+        let b = fingerprints(&scene(400, 300, 0.4, 1.9))
+            .unwrap()
+            .perceptual_hash;
         assert_eq!(a.len(), 16);
         assert!(hamming(&a, &a_small).unwrap() <= 10, "{a} vs {a_small}");
         assert!(hamming(&a, &b).unwrap() >= 20, "{a} vs {b}");

@@ -155,7 +155,10 @@ pub fn render(
     limits: &Limits,
     watermark: Option<&Watermark>,
 ) -> Result<Rendered, PipelineError> {
-    catch_unwind(AssertUnwindSafe(|| render_stages(source, recipe, limits, watermark))).unwrap_or_else(|panic| {
+    catch_unwind(AssertUnwindSafe(|| {
+        render_stages(source, recipe, limits, watermark)
+    }))
+    .unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())
@@ -224,7 +227,31 @@ fn render_stages(
     } else {
         (need(width), need(height))
     };
-    let (sha256, decoded) = rayon::join(|| sha256_hex(source), || decode::decode(source, &probe, min_stored));
+    let decoded_size = match probe.format {
+        SourceFormat::Jpeg => {
+            let f = decode::jpeg_scale(probe.width, probe.height, min_stored);
+            (
+                f.scale(probe.width as usize) as u32,
+                f.scale(probe.height as usize) as u32,
+            )
+        }
+        _ => (probe.width, probe.height),
+    };
+    let memory = probe.decode_memory(decoded_size, orientation != Orientation::UPRIGHT);
+    if memory > limits.max_decode_bytes {
+        return Err(PipelineError::MemoryLimit(format!(
+            "decoding this {}x{} {} needs about {} MiB, over limits.max_decode_bytes ({} MiB)",
+            probe.width,
+            probe.height,
+            probe.format,
+            memory >> 20,
+            limits.max_decode_bytes >> 20
+        )));
+    }
+    let (sha256, decoded) = rayon::join(
+        || sha256_hex(source),
+        || decode::decode(source, &probe, min_stored),
+    );
     let decoded = decoded?;
     let decode_scale = decoded.scale;
     split(&mut timings.decode);
@@ -274,7 +301,9 @@ fn render_stages(
     let analysis = full_frames
         .iter()
         .rev()
-        .find(|r| r.width >= 2 * fingerprint::ANALYSIS_SIDE && r.height >= 2 * fingerprint::ANALYSIS_SIDE)
+        .find(|r| {
+            r.width >= 2 * fingerprint::ANALYSIS_SIDE && r.height >= 2 * fingerprint::ANALYSIS_SIDE
+        })
         .unwrap_or(&full_frames[0]);
     let background = recipe.background_rgb();
     let (encoded, fingerprints) = rayon::join(
@@ -293,13 +322,12 @@ fn render_stages(
                         }
                         _ => raster,
                     };
-                    let bytes = encode::encode(pixels, spec.format, spec.quality, background).map_err(|detail| {
-                        PipelineError::Encode {
+                    let bytes = encode::encode(pixels, spec.format, spec.quality, background)
+                        .map_err(|detail| PipelineError::Encode {
                             variant: spec.name.clone(),
                             format: spec.format.name(),
                             detail,
-                        }
-                    })?;
+                        })?;
                     Ok((
                         *index,
                         RenderedVariant {
@@ -347,5 +375,8 @@ fn render_stages(
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

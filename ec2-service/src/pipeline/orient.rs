@@ -31,7 +31,11 @@ impl Orientation {
 
     /// Stored (width, height) to upright (width, height).
     pub fn upright_size(self, width: u32, height: u32) -> (u32, u32) {
-        if self.swaps_axes() { (height, width) } else { (width, height) }
+        if self.swaps_axes() {
+            (height, width)
+        } else {
+            (width, height)
+        }
     }
 }
 
@@ -65,34 +69,55 @@ fn flip(src: &Raster, o: u16) -> Raster {
 }
 
 /// 5: transpose; 6: rotate 90 clockwise; 7: transverse; 8: rotate 90 counter-clockwise.
-/// Output rows are filled in bands so that the reads walk along source rows.
 fn transpose(src: &Raster, o: u16) -> Raster {
+    let data = match src.layout.channels() {
+        3 => transpose_pixels::<3>(src, o),
+        _ => transpose_pixels::<4>(src, o),
+    };
+    Raster::new(src.height, src.width, src.layout, data)
+}
+
+/// Output rows are filled in bands of 16 so that, for each output column, the reads
+/// walk 16 neighbouring pixels of one source row.
+fn transpose_pixels<const C: usize>(src: &Raster, o: u16) -> Vec<u8> {
     const BAND: usize = 16;
     let (w, h) = (src.width as usize, src.height as usize);
-    let c = src.layout.channels();
     let (ow, oh) = (h, w);
-    let mut out = vec![0u8; ow * oh * c];
-    out.par_chunks_mut(ow * c * BAND)
+    let source: &[[u8; C]] = pixels_of(&src.data);
+    let mut out = vec![0u8; ow * oh * C];
+    out.par_chunks_mut(ow * C * BAND)
         .enumerate()
         .for_each(|(band, chunk)| {
+            let rows: Vec<&mut [u8]> = chunk.chunks_exact_mut(ow * C).collect();
+            let mut rows: Vec<&mut [[u8; C]]> = rows.into_iter().map(pixels_of_mut).collect();
             let y0 = band * BAND;
-            let rows = chunk.len() / (ow * c);
             for x in 0..ow {
-                for r in 0..rows {
+                // Source row for this output column, and the column of output row y0.
+                let (sy, forward) = match o {
+                    5 => (x, true),
+                    6 => (h - 1 - x, true),
+                    7 => (h - 1 - x, false),
+                    _ => (x, false),
+                };
+                let line = &source[sy * w..(sy + 1) * w];
+                for (r, row) in rows.iter_mut().enumerate() {
                     let y = y0 + r;
-                    let (sx, sy) = match o {
-                        5 => (y, x),
-                        6 => (y, h - 1 - x),
-                        7 => (w - 1 - y, h - 1 - x),
-                        _ => (w - 1 - y, x),
-                    };
-                    let s = (sy * w + sx) * c;
-                    let d = (r * ow + x) * c;
-                    chunk[d..d + c].copy_from_slice(&src.data[s..s + c]);
+                    let sx = if forward { y } else { w - 1 - y };
+                    row[x] = line[sx];
                 }
             }
         });
-    Raster::new(ow as u32, oh as u32, src.layout, out)
+    out
+}
+
+fn pixels_of<const C: usize>(bytes: &[u8]) -> &[[u8; C]] {
+    let (pixels, _) = bytes.as_chunks::<C>();
+    pixels
+}
+
+fn pixels_of_mut<const C: usize>(bytes: &mut [u8]) -> &mut [[u8; C]] {
+    let (pixels, _) = bytes.as_chunks_mut::<C>();
+    pixels
 }
 
 #[cfg(test)]
@@ -145,7 +170,9 @@ mod tests {
     #[test]
     fn large_rotations_match_a_naive_rotation() {
         let (w, h) = (37u32, 53u32);
-        let data: Vec<u8> = (0..w * h).flat_map(|i| [(i % 251) as u8, (i / 251) as u8, 7, 255]).collect();
+        let data: Vec<u8> = (0..w * h)
+            .flat_map(|i| [(i % 251) as u8, (i / 251) as u8, 7, 255])
+            .collect();
         let src = Raster::new(w, h, Layout::Rgba, data);
         let out = orient(src.clone(), Orientation::from_exif(Some(6)));
         for y in 0..out.height {

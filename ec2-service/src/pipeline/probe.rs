@@ -55,6 +55,9 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Most frames or pages accepted (only the first is rendered).
     pub max_frames: u32,
+    /// Most memory one decode may take, in bytes, as estimated from the header before
+    /// decoding (JPEGs are estimated at the reduced scale they are decoded at).
+    pub max_decode_bytes: u64,
 }
 
 impl Default for Limits {
@@ -65,6 +68,7 @@ impl Default for Limits {
             max_height: 30_000,
             max_pixels: 250_000_000,
             max_frames: 1_000,
+            max_decode_bytes: 1 << 30,
         }
     }
 }
@@ -77,6 +81,7 @@ impl Limits {
             ("limits.max_height", u64::from(self.max_height)),
             ("limits.max_pixels", self.max_pixels),
             ("limits.max_frames", u64::from(self.max_frames)),
+            ("limits.max_decode_bytes", self.max_decode_bytes),
         ];
         for (key, value) in checks {
             if value == 0 {
@@ -108,6 +113,22 @@ pub struct Probe {
     pub height: u32,
     /// Frames (GIF, APNG, animated WebP) or pages (TIFF); 1 for still images.
     pub frames: u32,
+    /// Progressive JPEG: libjpeg holds every DCT coefficient of the full-size image.
+    pub progressive: bool,
+    /// Peak bytes the decoder holds per decoded pixel (output and working buffers).
+    pub decode_bytes_per_pixel: u64,
+}
+
+impl Probe {
+    /// Estimated peak memory of decoding at `decoded` size (the reduced JPEG size, or
+    /// the full size for other formats) and turning the result upright.
+    pub fn decode_memory(&self, decoded: (u32, u32), reoriented: bool) -> u64 {
+        let pixels = u64::from(decoded.0) * u64::from(decoded.1);
+        let full = u64::from(self.width) * u64::from(self.height);
+        let coefficients = if self.progressive { full * 3 } else { 0 };
+        let orient_copy = if reoriented { 4 } else { 0 };
+        pixels * (self.decode_bytes_per_pixel + orient_copy) + coefficients
+    }
 }
 
 /// Decides the format from the first bytes.
@@ -167,9 +188,19 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
     let format = sniff(bytes)?;
     let corrupt = |detail: &str| PipelineError::corrupt(format, detail);
     let frame_cap = limits.max_frames.saturating_add(1);
+    let mut progressive = false;
+    let mut decode_bytes_per_pixel = 8;
     let (width, height, frames) = match format {
-        SourceFormat::Jpeg => jpeg_size(bytes).ok_or_else(|| corrupt("no frame header"))?,
-        SourceFormat::Png => png_size(bytes).ok_or_else(|| corrupt("bad IHDR"))?,
+        SourceFormat::Jpeg => {
+            let (w, h, p) = jpeg_size(bytes).ok_or_else(|| corrupt("no frame header"))?;
+            progressive = p;
+            decode_bytes_per_pixel = 4;
+            (w, h, 1)
+        }
+        SourceFormat::Png => {
+            decode_bytes_per_pixel = png_bytes_per_pixel(bytes);
+            png_size(bytes).ok_or_else(|| corrupt("bad IHDR"))?
+        }
         SourceFormat::Gif => gif_size(bytes, frame_cap).ok_or_else(|| corrupt("bad header"))?,
         SourceFormat::Webp => webp_size(bytes, frame_cap).ok_or_else(|| corrupt("bad header"))?,
         SourceFormat::Tiff => tiff_size(bytes, frame_cap).ok_or_else(|| corrupt("bad IFD"))?,
@@ -205,7 +236,32 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
         width: width as u32,
         height: height as u32,
         frames: frames.max(1) as u32,
+        progressive,
+        decode_bytes_per_pixel,
     })
+}
+
+/// Decoder output per pixel from IHDR, plus the 8-bit RGB(A) copy when that is not
+/// already what the decoder gives.
+fn png_bytes_per_pixel(bytes: &[u8]) -> u64 {
+    let b = Bytes(bytes);
+    let (Some(depth), Some(kind)) = (b.u8(24), b.u8(25)) else {
+        return 8;
+    };
+    let channels = match kind {
+        0 => 1,
+        2 => 3,
+        3 => 4, // palette expands to RGB(A)
+        4 => 2,
+        _ => 4,
+    };
+    let wide = if depth == 16 { 2 } else { 1 };
+    let converted = if wide == 1 && matches!(kind, 2 | 3 | 6) {
+        0
+    } else {
+        4
+    };
+    channels * wide + converted
 }
 
 /// Bounds-checked big/little-endian reads.
@@ -245,13 +301,17 @@ impl Bytes<'_> {
     fn u64(&self, at: usize, le: bool) -> Option<u64> {
         self.slice(at, 8).map(|b| {
             let a: [u8; 8] = b.try_into().unwrap_or_default();
-            if le { u64::from_le_bytes(a) } else { u64::from_be_bytes(a) }
+            if le {
+                u64::from_le_bytes(a)
+            } else {
+                u64::from_be_bytes(a)
+            }
         })
     }
 }
 
-/// Walks JPEG markers up to the first SOFn.
-fn jpeg_size(bytes: &[u8]) -> Option<(u64, u64, u64)> {
+/// Walks JPEG markers up to the first SOFn: (width, height, progressive).
+fn jpeg_size(bytes: &[u8]) -> Option<(u64, u64, bool)> {
     let b = Bytes(bytes);
     let mut at = 2;
     loop {
@@ -277,7 +337,8 @@ fn jpeg_size(bytes: &[u8]) -> Option<(u64, u64, u64)> {
         if is_sof {
             let height = b.u16be(at + 3)?;
             let width = b.u16be(at + 5)?;
-            return Some((u64::from(width), u64::from(height), 1));
+            let progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
+            return Some((u64::from(width), u64::from(height), progressive));
         }
         at += len;
     }
@@ -562,8 +623,14 @@ mod tests {
             let _ = probe(&full[..len], &Limits::default());
         }
         let png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0";
-        assert_eq!(probe(png, &Limits::default()).unwrap_err().code(), "corrupt-image");
+        assert_eq!(
+            probe(png, &Limits::default()).unwrap_err().code(),
+            "corrupt-image"
+        );
         let jpeg = b"\xFF\xD8\xFF\xE0\x00\x10JFIF";
-        assert_eq!(probe(jpeg, &Limits::default()).unwrap_err().code(), "corrupt-image");
+        assert_eq!(
+            probe(jpeg, &Limits::default()).unwrap_err().code(),
+            "corrupt-image"
+        );
     }
 }

@@ -27,7 +27,11 @@ pub struct Raster {
 
 impl std::fmt::Debug for Raster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Raster({}x{} {:?})", self.width, self.height, self.layout)
+        write!(
+            f,
+            "Raster({}x{} {:?})",
+            self.width, self.height, self.layout
+        )
     }
 }
 

@@ -128,8 +128,7 @@ impl Recipe {
         if self.version.trim().is_empty() {
             return Err("recipe.version: must not be empty".to_owned());
         }
-        parse_hex_color(&self.background)
-            .map_err(|e| format!("recipe.background: {e}"))?;
+        parse_hex_color(&self.background).map_err(|e| format!("recipe.background: {e}"))?;
         if self.variants.is_empty() {
             return Err("recipe.variants: at least one variant is needed".to_owned());
         }
@@ -137,10 +136,9 @@ impl Recipe {
             let key = format!("recipe.variants[{i}]");
             let name_ok = !v.name.is_empty()
                 && v.name.len() <= 64
-                && v
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+                && v.name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
             if !name_ok {
                 return Err(format!(
                     "{key}.name: {:?} must be 1 to 64 characters of [a-z0-9_-]",
@@ -158,7 +156,10 @@ impl Recipe {
                 }
             }
             if !(1..=100).contains(&v.quality) {
-                return Err(format!("{key}.quality: {} must be between 1 and 100", v.quality));
+                return Err(format!(
+                    "{key}.quality: {} must be between 1 and 100",
+                    v.quality
+                ));
             }
         }
         Ok(())
@@ -206,18 +207,36 @@ mod tests {
     fn validation_names_the_offending_key() {
         let mut r = Recipe::default();
         r.variants[1].quality = 0;
-        assert!(r.validate().unwrap_err().starts_with("recipe.variants[1].quality"));
+        assert!(
+            r.validate()
+                .unwrap_err()
+                .starts_with("recipe.variants[1].quality")
+        );
         let mut r = Recipe::default();
         r.variants[2].name = "large".into();
-        assert!(r.validate().unwrap_err().starts_with("recipe.variants[2].name"));
+        assert!(
+            r.validate()
+                .unwrap_err()
+                .starts_with("recipe.variants[2].name")
+        );
         let mut r = Recipe::default();
         r.variants[0].name = "../x".into();
-        assert!(r.validate().unwrap_err().starts_with("recipe.variants[0].name"));
+        assert!(
+            r.validate()
+                .unwrap_err()
+                .starts_with("recipe.variants[0].name")
+        );
         let mut r = Recipe::default();
         r.variants[0].width = 0;
-        assert!(r.validate().unwrap_err().starts_with("recipe.variants[0].width"));
-        let mut r = Recipe::default();
-        r.background = "white".into();
+        assert!(
+            r.validate()
+                .unwrap_err()
+                .starts_with("recipe.variants[0].width")
+        );
+        let r = Recipe {
+            background: "white".into(),
+            ..Recipe::default()
+        };
         assert!(r.validate().unwrap_err().starts_with("recipe.background"));
     }
 

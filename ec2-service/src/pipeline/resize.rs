@@ -22,7 +22,12 @@ pub fn fit_inside(width: u32, height: u32, box_w: u32, box_h: u32) -> (u32, u32)
     if width <= box_w && height <= box_h {
         return (width, height);
     }
-    let (w, h, bw, bh) = (u64::from(width), u64::from(height), u64::from(box_w), u64::from(box_h));
+    let (w, h, bw, bh) = (
+        u64::from(width),
+        u64::from(height),
+        u64::from(box_w),
+        u64::from(box_h),
+    );
     let rounded = |num: u64, den: u64| ((num + den / 2) / den).max(1) as u32;
     if w * bh >= h * bw {
         (box_w, rounded(h * bw, w).min(box_h))
@@ -122,7 +127,10 @@ mod tests {
         let out = resize_cover(&src, 50, 50).unwrap();
         assert_eq!((out.width, out.height), (50, 50));
         let centre = out.pixel(25, 25);
-        assert!(centre[1] > 240 && centre[0] < 15 && centre[2] < 15, "{centre:?}");
+        assert!(
+            centre[1] > 240 && centre[0] < 15 && centre[2] < 15,
+            "{centre:?}"
+        );
         let edge = out.pixel(0, 25);
         assert!(edge[1] > 200, "crop must not reach the red third: {edge:?}");
     }
@@ -131,8 +139,10 @@ mod tests {
     fn resize_of_a_flat_image_stays_flat() {
         let src = Raster::filled(640, 480, Layout::Rgba, &[10, 200, 30, 128]);
         let out = resize(&src, 64, 48).unwrap();
-        assert!(out.data.chunks(4).all(|p| {
-            p[3] == 128 && (p[0] as i32 - 10).abs() <= 1 && (p[1] as i32 - 200).abs() <= 1
-        }));
+        assert!(
+            out.data
+                .chunks(4)
+                .all(|p| { p[3] == 128 && p[0].abs_diff(10) <= 1 && p[1].abs_diff(200) <= 1 })
+        );
     }
 }

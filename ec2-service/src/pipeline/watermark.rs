@@ -69,10 +69,16 @@ pub struct Watermark {
 impl Watermark {
     /// Decodes a watermark image (PNG, ideally with alpha) into an RGBA mark.
     pub fn image_mark(png: &[u8]) -> Result<Mark, String> {
-        let image = image::load_from_memory(png).map_err(|e| format!("cannot decode watermark image: {e}"))?;
+        let image = image::load_from_memory(png)
+            .map_err(|e| format!("cannot decode watermark image: {e}"))?;
         let rgba = image.into_rgba8();
         let (w, h) = rgba.dimensions();
-        Ok(Mark::Image(Raster::new(w, h, Layout::Rgba, rgba.into_raw())))
+        Ok(Mark::Image(Raster::new(
+            w,
+            h,
+            Layout::Rgba,
+            rgba.into_raw(),
+        )))
     }
 
     /// Draws the watermark onto `target` in place.
@@ -80,7 +86,8 @@ impl Watermark {
         let margin = (target.width as f32 * self.margin_fraction).round() as u32;
         let room_w = target.width.saturating_sub(2 * margin);
         let room_h = target.height.saturating_sub(2 * margin);
-        let want_w = ((target.width as f32 * self.width_fraction).round() as u32).clamp(1, room_w.max(1));
+        let want_w =
+            ((target.width as f32 * self.width_fraction).round() as u32).clamp(1, room_w.max(1));
         let Some(mark) = self.render_mark(want_w, room_h)? else {
             return Ok(());
         };
@@ -105,7 +112,8 @@ impl Watermark {
         match &self.mark {
             Mark::Image(img) => {
                 let mut w = width;
-                let mut h = ((u64::from(img.height) * u64::from(w)) / u64::from(img.width).max(1)).max(1) as u32;
+                let mut h = ((u64::from(img.height) * u64::from(w)) / u64::from(img.width).max(1))
+                    .max(1) as u32;
                 if h > max_height {
                     w = ((u64::from(w) * u64::from(max_height)) / u64::from(h)).max(1) as u32;
                     h = max_height;
@@ -219,7 +227,11 @@ fn blend(target: &mut Raster, mark: &Raster, x0: u32, y0: u32, opacity: f32) {
             }
             let at = (ty as usize * tw + tx as usize) * c;
             let px = &mut target.data[at..at + c];
-            let dst_a = if c == 4 { f32::from(px[3]) / 255.0 } else { 1.0 };
+            let dst_a = if c == 4 {
+                f32::from(px[3]) / 255.0
+            } else {
+                1.0
+            };
             let out_a = a + dst_a * (1.0 - a);
             for i in 0..3 {
                 let v = (f32::from(m[i]) * a + f32::from(px[i]) * dst_a * (1.0 - a)) / out_a;
@@ -307,7 +319,10 @@ mod tests {
         let mut target = Raster::filled(100, 100, Layout::Rgb, &[0, 0, 255]);
         wm.apply(&mut target).unwrap();
         let p = target.pixel(50, 50);
-        assert!((i32::from(p[0]) - 128).abs() <= 2 && (i32::from(p[2]) - 128).abs() <= 2, "{p:?}");
+        assert!(
+            (i32::from(p[0]) - 128).abs() <= 2 && (i32::from(p[2]) - 128).abs() <= 2,
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -336,7 +351,11 @@ mod tests {
             n
         };
         assert!(lit(8, 170, 8, 60) > 200, "text ink in the top-left");
-        assert_eq!(lit(180, 400, 0, 300), 0, "nothing past 40% of the width plus margin");
+        assert_eq!(
+            lit(180, 400, 0, 300),
+            0,
+            "nothing past 40% of the width plus margin"
+        );
         assert_eq!(lit(0, 400, 80, 300), 0, "nothing below the line");
     }
 }
