@@ -1,0 +1,63 @@
+# Shared helpers for the scripts in scripts/. Source it; do not run it.
+
+# shellcheck disable=SC2034
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# as_root CMD...: runs CMD as root (directly when we are root, else through sudo).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# ensure_commands "cmd:debian-package" ...: installs the Debian packages whose command is missing.
+ensure_commands() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        say "installing Debian packages: ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# Build tools the workspace needs: libjpeg-turbo 3 is built from source (cmake, nasm).
+ensure_build_tools() {
+    ensure_commands cmake:cmake nasm:nasm cc:gcc prlimit:util-linux python3:python3
+    command -v cargo >/dev/null 2>&1 || {
+        echo "cargo is not installed: install Rust from https://rustup.rs first" >&2
+        exit 1
+    }
+}
+
+# Where ../shared/corpus is, if anywhere.
+corpus_dir() {
+    local dir="${PIPELINE_CORPUS:-$root/../shared/corpus}"
+    if [ -d "$dir/photos" ] && [ -d "$dir/hostile" ]; then
+        (cd "$dir" && pwd)
+    fi
+}
+
+# The project's Python tools live in .venv/ (git-ignored), pinned.
+venv="$root/.venv"
+MOTO_VERSION="5.2.5" # 5.2.1 breaks multipart uploads from the Rust SDK
+
+ensure_venv() {
+    if [ ! -x "$venv/bin/python" ]; then
+        say "creating virtualenv $venv"
+        python3 -m venv "$venv"
+    fi
+}
+
+# ensure_moto: the S3/DynamoDB/SQS emulator the end-to-end tests and the demo run against.
+ensure_moto() {
+    ensure_venv
+    if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null \
+        || [ ! -x "$venv/bin/moto_server" ]; then
+        say "installing moto[server]==$MOTO_VERSION into $venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    fi
+    export MOTO_SERVER="$venv/bin/moto_server"
+}
