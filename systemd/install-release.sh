@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Installs one ec2-service release on the instance. Run as root by ec2-service-install (the
+# command that the stack's UserData writes), which has already downloaded the release and
+# checked it against the stack's SHA-256; do not run it by hand on an unchecked directory.
+#
+#   install-release.sh RELEASE_DIR
+#
+# RELEASE_DIR holds ec2-service, config.toml, ec2-service.service (this script's siblings in
+# the release). The environment gives SIGNING_KEY_ID (from the stack's release parameter);
+# /etc/ec2-service/stack.env gives REGION, SOURCE_BUCKET, OUTPUT_BUCKET, TABLE,
+# SIGNING_SECRET_ARN. Idempotent: running it again reinstalls and restarts the daemon, which
+# drains first (systemctl restart waits for the old process to stop, then for READY=1).
+#
+# EC2_SERVICE_INSTALL_ROOT installs under another root (tests only: commands such as
+# systemctl, useradd and aws are then whatever PATH provides).
+set -euo pipefail
+
+release="${1:?usage: install-release.sh RELEASE_DIR}"
+root="${EC2_SERVICE_INSTALL_ROOT:-}"
+etc="$root/etc/ec2-service"
+user=ec2-service
+scratch=/var/lib/ec2-service
+
+log() { echo "install-release: $*"; }
+die() { echo "install-release: $*" >&2; exit 1; }
+
+[ -n "${SIGNING_KEY_ID:-}" ] || die "SIGNING_KEY_ID is not set"
+# shellcheck source=/dev/null
+. "$etc/stack.env"
+for name in REGION SOURCE_BUCKET OUTPUT_BUCKET TABLE SIGNING_SECRET_ARN; do
+    [ -n "${!name:-}" ] || die "$name is missing from $etc/stack.env"
+done
+for file in ec2-service config.toml ec2-service.service; do
+    [ -f "$release/$file" ] || die "the release has no $file"
+done
+
+# The service user: no login, no home but the scratch directory.
+if ! id -u "$user" >/dev/null 2>&1; then
+    log "creating system user $user"
+    useradd --system --user-group --no-create-home --home-dir "$scratch" \
+        --shell /sbin/nologin "$user"
+fi
+
+# The signing key, from the secret the forwarder also reads, into a root-only environment
+# file that systemd reads before it drops privileges. Never in the unit or the config.
+secret="$(aws secretsmanager get-secret-value --region "$REGION" \
+    --secret-id "$SIGNING_SECRET_ARN" --query SecretString --output text)"
+if [ "${#secret}" -lt 32 ] || ! [[ "$secret" =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
+    die "the signing secret must be at least 32 characters of [A-Za-z0-9._~+/=-]"
+fi
+install -d -m 0755 -o root -g root "$etc"
+(
+    umask 077
+    printf 'EC2_SERVICE__SIGNING__KEYS=%s:%s\n' "$SIGNING_KEY_ID" "$secret" > "$etc/secrets.env.new"
+)
+chown root:root "$etc/secrets.env.new"
+chmod 0600 "$etc/secrets.env.new"
+mv -f "$etc/secrets.env.new" "$etc/secrets.env"
+unset secret
+
+# The config, with the stack's names in place of the placeholders.
+sed -e "s|@REGION@|$REGION|g" \
+    -e "s|@SOURCE_BUCKET@|$SOURCE_BUCKET|g" \
+    -e "s|@OUTPUT_BUCKET@|$OUTPUT_BUCKET|g" \
+    -e "s|@TABLE@|$TABLE|g" \
+    "$release/config.toml" > "$etc/config.toml.new"
+if grep -q '@[A-Z_]*@' "$etc/config.toml.new"; then
+    die "config.toml still has a placeholder: $(grep -o '@[A-Z_]*@' "$etc/config.toml.new" | head -n1)"
+fi
+chmod 0644 "$etc/config.toml.new"
+mv -f "$etc/config.toml.new" "$etc/config.toml"
+
+# The binary (renamed into place: a running daemon keeps its old inode until it restarts)
+# and the unit.
+install -d -m 0755 "$root/usr/local/bin" "$root/etc/systemd/system"
+install -m 0755 -o root -g root "$release/ec2-service" "$root/usr/local/bin/ec2-service.new"
+mv -f "$root/usr/local/bin/ec2-service.new" "$root/usr/local/bin/ec2-service"
+install -m 0644 -o root -g root "$release/ec2-service.service" \
+    "$root/etc/systemd/system/ec2-service.service"
+
+log "starting ec2-service"
+systemctl daemon-reload
+systemctl enable ec2-service.service
+# Type=notify: this returns once the new daemon has sent READY=1, and fails if it does not.
+systemctl restart ec2-service.service
+systemctl --no-pager --lines=5 status ec2-service.service || true
+log "done"
