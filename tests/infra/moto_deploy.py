@@ -1,0 +1,313 @@
+"""End-to-end test of scripts/deploy against a local moto server (no AWS account).
+
+Starts moto (tests/infra/moto_server.py) on loopback, makes a VPC with two subnets, and runs
+the real scripts/deploy with small stand-in artifacts (moto never runs them):
+
+  1. stack "pipe-sqs" in sqs mode: buckets, table keyed on FileName, queue with redrive to
+     the DLQ, the forwarder (provided.al2023, in the VPC, reserved concurrency, its env wired
+     to the instance and the secret), the SQS mapping with partial batch responses, the
+     instance with its profile and launch template, the roles, the release parameter, the
+     uploaded release, and every output.
+  2. stack "pipe-dir" in direct mode: no job queue and no mapping, the DLQ still there.
+  3. "pipe-sqs" again with a new daemon binary: an update that keeps the instance, changes the
+     release parameter and the Lambda's code key, and reinstalls through SSM Run Command.
+
+moto's CloudFormation ignores notifications, bucket and queue policies, most bucket
+properties, the secret, the alarms, the async invoke config and the egress rule: the static
+checks (cfn-lint, checkov, tests/infra/template_rules.py) cover those. Run by scripts/check-infra; prints one line per assertion group and exits
+non-zero on the first failure.
+
+    .venv/bin/python tests/infra/moto_deploy.py
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+
+import boto3
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+REGION = "eu-west-1"
+ARTIFACT_BUCKET = "pipeline-artifacts-test"
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def start_moto(log_path):
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [VENV_PYTHON, os.path.join(ROOT, "tests", "infra", "moto_server.py"), "-H", "127.0.0.1", "-p", "0"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto exited early; see {log_path}")
+        match = re.search(r"Running on http://127\.0\.0\.1:(\d+)", open(log_path).read())
+        if match:
+            url = f"http://127.0.0.1:{match.group(1)}"
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
+                return proc, url
+            except OSError:
+                pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"moto did not answer within 60 s; see {log_path}")
+
+
+def make_artifacts(directory, daemon_text):
+    bootstrap = os.path.join(directory, "bootstrap")
+    with open(bootstrap, "w") as f:
+        f.write("#!/bin/sh\necho stand-in forwarder\n")
+    zip_path = os.path.join(directory, "bootstrap.zip")
+    with zipfile.ZipFile(zip_path, "w") as z:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o755 << 16
+        z.writestr(info, open(bootstrap).read())
+    daemon = os.path.join(directory, "ec2-service")
+    with open(daemon, "w") as f:
+        f.write(daemon_text)
+    return zip_path, daemon
+
+
+def deploy(endpoint, env, stack, zip_path, daemon, params):
+    cmd = [
+        os.path.join(ROOT, "scripts", "deploy"),
+        "--stack-name", stack,
+        "--artifact-bucket", ARTIFACT_BUCKET,
+        "--region", REGION,
+        "--endpoint-url", endpoint,
+        "--lambda-zip", zip_path,
+        "--daemon-binary", daemon,
+    ]
+    for key, value in params.items():
+        cmd += ["-p", f"{key}={value}"]
+    started = time.monotonic()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise AssertionError(f"scripts/deploy {stack} exited {result.returncode}")
+    print(f"  scripts/deploy {stack}: {time.monotonic() - started:.1f} s")
+    # The script's last lines on stdout are the outputs, "Key<TAB>Value".
+    printed = dict(line.split("\t", 1) for line in result.stdout.splitlines() if "\t" in line)
+    return printed, result.stderr
+
+
+def outputs_of(cf, stack):
+    described = cf.describe_stacks(StackName=stack)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs") or []}
+
+
+def resources_of(cf, stack):
+    summaries = cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]
+    return {r["LogicalResourceId"]: r for r in summaries if r.get("LogicalResourceId")}
+
+
+def assert_common(clients, stack, env_name, printed):
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
+    outputs = outputs_of(cf, stack)
+    expected = {
+        "SourceBucketName", "OutputBucketName", "TableName", "InstanceId", "InstancePrivateIp",
+        "ForwarderFunctionName", "DeadLetterQueueUrl", "ReleaseParameterName", "ConnectCommand",
+        "LogsCommand", "ReinstallCommand", "UploadCommand",
+    }
+    check(expected <= set(outputs), f"{stack}: outputs missing {sorted(expected - set(outputs))}")
+    for key in expected:
+        check(printed.get(key) == outputs[key], f"{stack}: scripts/deploy did not print output {key}")
+    check("SshCommand" not in outputs, f"{stack}: SshCommand without a KeyName")
+
+    resources = resources_of(cf, stack)
+
+    # Buckets: deterministic names (the notification grants need them before the bucket exists).
+    source, output = outputs["SourceBucketName"], outputs["OutputBucketName"]
+    check(source == f"image-pipeline-{env_name}-source-123456789012-{REGION}", f"source bucket name {source}")
+    check(output == f"image-pipeline-{env_name}-output-123456789012-{REGION}", f"output bucket name {output}")
+    # moto applies only the encryption of a bucket's properties; versioning, the public access
+    # block, the lifecycle and the TLS-only policy are checked statically (template_rules.py).
+    for bucket in (source, output):
+        s3.head_bucket(Bucket=bucket)
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        check(rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256", f"{bucket} not encrypted")
+    print(f"  {stack}: buckets {source}, {output}: encrypted")
+
+    # Table: key FileName (string), on demand.
+    table = ddb.describe_table(TableName=outputs["TableName"])["Table"]
+    check(table["KeySchema"] == [{"AttributeName": "FileName", "KeyType": "HASH"}], f"key schema {table['KeySchema']}")
+    check({"AttributeName": "FileName", "AttributeType": "S"} in table["AttributeDefinitions"], "FileName not a string")
+    check(table.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST", "table not on demand")
+    print(f"  {stack}: table {table['TableName']}: key FileName (S), on demand")
+
+    # DLQ: 14 days of retention, in both modes.
+    dlq_attrs = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+    check(dlq_attrs["MessageRetentionPeriod"] == "1209600", f"DLQ retention {dlq_attrs['MessageRetentionPeriod']}")
+
+    # Function: provided.al2023, in the VPC, reserved concurrency, env wired to the stack.
+    fn_name = outputs["ForwarderFunctionName"]
+    check(fn_name == f"image-pipeline-{env_name}-forwarder", f"function name {fn_name}")
+    fn = lam.get_function(FunctionName=fn_name)
+    config = fn["Configuration"]
+    check(config["Runtime"] == "provided.al2023" and config["Handler"] == "bootstrap", "runtime/handler")
+    check(len(config["VpcConfig"]["SubnetIds"]) == 2, f"function subnets {config['VpcConfig']}")
+    check(config["VpcConfig"]["SecurityGroupIds"] == [resources["ForwarderSecurityGroup"]["PhysicalResourceId"]],
+          "function not in its own security group")
+    check(fn.get("Concurrency", {}).get("ReservedConcurrentExecutions") == 5, f"reserved concurrency {fn.get('Concurrency')}")
+    env = config["Environment"]["Variables"]
+    check(env["EC2_SERVICE_URL"] == f"http://{outputs['InstancePrivateIp']}:8080", f"EC2_SERVICE_URL {env['EC2_SERVICE_URL']}")
+    check(env["SIGNING_KEY_PARAMETER"] == f"/aws/reference/secretsmanager/image-pipeline-{env_name}-signing-key",
+          f"SIGNING_KEY_PARAMETER {env['SIGNING_KEY_PARAMETER']}")
+    check(env["SIGNING_KEY_ID"] == "k1" and env["SOURCE_PREFIX"] == "uploads/" and env["DERIVED_PREFIX"] == "variants/",
+          f"forwarder env {env}")
+    check("SIGNING_KEY" not in env, "a signing key in the Lambda environment")
+    print(f"  {stack}: function {fn_name}: provided.al2023, VPC, reserved concurrency 5, env wired")
+
+    # Instance: AL2023 AMI from the SSM parameter, profile, launch template, subnet.
+    instance = ec2.describe_instances(InstanceIds=[outputs["InstanceId"]])["Reservations"][0]["Instances"][0]
+    check(instance["State"]["Name"] == "running", f"instance {instance['State']}")
+    ami = ssm.get_parameter(Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")["Parameter"]["Value"]
+    check(instance["ImageId"] == ami, f"instance AMI {instance['ImageId']} is not the AL2023 parameter's {ami}")
+    check(instance["InstanceType"] == "c7i.large", f"instance type {instance['InstanceType']}")
+    check(instance["PrivateIpAddress"] == outputs["InstancePrivateIp"], "private IP output")
+    # (moto ignores an instance's SecurityGroupIds and LaunchTemplate: checked statically.)
+    profile_name = resources["InstanceProfile"]["PhysicalResourceId"]
+    check(instance.get("IamInstanceProfile", {}).get("Arn", "").endswith(f"/{profile_name}"),
+          f"instance profile {instance.get('IamInstanceProfile')}")
+    check("DaemonLaunchTemplate" in resources, "no launch template (IMDSv2, encrypted volumes)")
+    check(resources["DaemonInstance"]["ResourceType"] == "AWS::EC2::Instance", "instance resource")
+    print(f"  {stack}: instance {instance['InstanceId']}: AL2023 {ami}, {instance['PrivateIpAddress']}")
+
+    # Roles: the instance profile's role and the forwarder's role exist and are the stack's.
+    profile = iam.get_instance_profile(InstanceProfileName=resources["InstanceProfile"]["PhysicalResourceId"])
+    check([r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [resources["InstanceRole"]["PhysicalResourceId"]],
+          "instance profile role")
+    role_name = config["Role"].rsplit("/", 1)[1]
+    check(role_name == resources["ForwarderRole"]["PhysicalResourceId"], f"function role {config['Role']}")
+    for role in (resources["InstanceRole"]["PhysicalResourceId"], role_name):
+        iam.get_role(RoleName=role)
+        check(iam.list_role_policies(RoleName=role)["PolicyNames"], f"{role}: no inline policy")
+        check(not iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"], f"{role}: a managed policy")
+    print(f"  {stack}: roles {resources['InstanceRole']['PhysicalResourceId']}, {role_name}: inline policies only")
+
+    # Release: the parameter names the uploaded release, whose SHA256SUMS matches it.
+    release = ssm.get_parameter(Name=outputs["ReleaseParameterName"])["Parameter"]["Value"].split()
+    check(len(release) == 3 and release[2] == "k1", f"release parameter {release}")
+    prefix, manifest_sha = release[0], release[1]
+    manifest = s3.get_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}SHA256SUMS")["Body"].read()
+    check(hashlib.sha256(manifest).hexdigest() == manifest_sha, "SHA256SUMS does not match the release parameter")
+    names = sorted(line.split()[1] for line in manifest.decode().splitlines())
+    check(names == ["config.toml", "ec2-service", "ec2-service.service", "install-release.sh"], f"release files {names}")
+    for line in manifest.decode().splitlines():
+        digest, name = line.split()
+        body = s3.get_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}{name}")["Body"].read()
+        check(hashlib.sha256(body).hexdigest() == digest, f"{name} does not match SHA256SUMS")
+    check(config.get("CodeSize", 1) > 0, "function code")
+    print(f"  {stack}: release {prefix} verified against the release parameter")
+    return outputs, resources, release
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="moto-deploy-")
+    moto, endpoint = start_moto(os.path.join(work, "moto.log"))
+    try:
+        env = dict(os.environ)
+        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
+        env.pop("AWS_PROFILE", None)
+        env.pop("AWS_SESSION_TOKEN", None)
+        os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+        session = boto3.session.Session(region_name=REGION)
+        clients = tuple(
+            session.client(name, endpoint_url=endpoint)
+            for name in ("cloudformation", "s3", "dynamodb", "sqs", "lambda", "ec2", "iam", "ssm")
+        )
+        cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
+
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
+            for i, az in ((1, "a"), (2, "b"))
+        ]
+        network = {"VpcId": vpc, "InstanceSubnetId": subnets[0], "LambdaSubnetIds": ",".join(subnets)}
+        zip_path, daemon = make_artifacts(work, "#!/bin/sh\necho stand-in daemon 1\n")
+
+        # 1. sqs mode
+        printed, _ = deploy(endpoint, env, "pipe-sqs", zip_path, daemon, {**network, "EnvName": "qa"})
+        outputs, resources, release = assert_common(clients, "pipe-sqs", "qa", printed)
+        check(s3.get_public_access_block(Bucket=ARTIFACT_BUCKET)["PublicAccessBlockConfiguration"]["BlockPublicAcls"],
+              "artifact bucket created without a public access block")
+        queue_url = outputs["JobQueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        fn_timeout = lam.get_function_configuration(FunctionName=outputs["ForwarderFunctionName"])["Timeout"]
+        check(int(attrs["VisibilityTimeout"]) >= 6 * fn_timeout, f"visibility {attrs['VisibilityTimeout']} < 6 x {fn_timeout}")
+        check(int(attrs["MaximumMessageSize"]) >= 65536, "queue cannot hold a 64 KB S3 event")
+        redrive = attrs["RedrivePolicy"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        check(dlq_arn in redrive and '"maxReceiveCount": 5' in redrive.replace('"maxReceiveCount":5', '"maxReceiveCount": 5'),
+              f"redrive policy {redrive}")
+        mappings = lam.list_event_source_mappings(FunctionName=outputs["ForwarderFunctionName"])["EventSourceMappings"]
+        check(len(mappings) == 1 and mappings[0]["EventSourceArn"] == attrs["QueueArn"], f"event source mappings {mappings}")
+        check(mappings[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "no partial batch responses")
+        print(f"  pipe-sqs: queue -> DLQ after 5 receives, visibility {attrs['VisibilityTimeout']} s, mapping with partial batch responses")
+
+        # 2. direct mode
+        printed, _ = deploy(endpoint, env, "pipe-dir", zip_path, daemon, {**network, "EnvName": "qb", "TriggerMode": "direct"})
+        dir_outputs, dir_resources, _ = assert_common(clients, "pipe-dir", "qb", printed)
+        check("JobQueueUrl" not in dir_outputs and "JobQueue" not in dir_resources, "a job queue in direct mode")
+        check(not lam.list_event_source_mappings(FunctionName=dir_outputs["ForwarderFunctionName"])["EventSourceMappings"],
+              "an SQS mapping in direct mode")
+        print("  pipe-dir: no job queue, no mapping (S3 invokes the function; DLQ as on-failure destination)")
+
+        # 3. a new daemon release on the sqs stack: same instance, reinstalled through SSM.
+        zip_path, daemon = make_artifacts(work, "#!/bin/sh\necho stand-in daemon 2\n")
+        printed, log = deploy(endpoint, env, "pipe-sqs", zip_path, daemon, {})
+        new_outputs = outputs_of(cf, "pipe-sqs")
+        check(new_outputs["InstanceId"] == outputs["InstanceId"], "the update replaced the instance")
+        new_release = ssm.get_parameter(Name=outputs["ReleaseParameterName"])["Parameter"]["Value"].split()
+        check(new_release[0] != release[0] and new_release[1] != release[1], "the release parameter did not change")
+        code_key = [p["ParameterValue"] for p in cf.describe_stacks(StackName="pipe-sqs")["Stacks"][0]["Parameters"]
+                    if p["ParameterKey"] == "LambdaZipKey"][0]
+        check(code_key == f"{new_release[0]}bootstrap.zip", f"Lambda code key {code_key}")
+        check(new_outputs["TableName"] == outputs["TableName"], "the update replaced the table")
+        check(new_outputs["SourceBucketName"] == outputs["SourceBucketName"], "the update lost EnvName")
+        fn_config = lam.get_function_configuration(FunctionName=outputs["ForwarderFunctionName"])
+        check(len(fn_config["VpcConfig"]["SubnetIds"]) == 2, "the update lost the Lambda subnets")
+        check(f"reinstalled release" in log, "no reinstall after the update:\n" + log)
+        commands = ssm.list_commands(InstanceId=outputs["InstanceId"])["Commands"]
+        check(any(c["Parameters"].get("commands") == ["/usr/local/sbin/ec2-service-install"] for c in commands),
+              f"no ec2-service-install command sent: {commands}")
+        print(f"  pipe-sqs update: release {new_release[0]}, same instance, reinstalled through SSM Run Command")
+
+        # 4. the same release again: nothing to reinstall.
+        printed, log = deploy(endpoint, env, "pipe-sqs", zip_path, daemon, {})
+        check("release unchanged" in log, "a redeploy of the same release reinstalled:\n" + log)
+        print("  pipe-sqs redeploy of the same release: no change, no reinstall")
+    except BaseException:
+        # Whatever moto said last (an error of moto's own shows as a 500 to the CLI).
+        lines = open(os.path.join(work, "moto.log"), errors="replace").read().splitlines()
+        sys.stderr.write("--- moto log (last 60 lines)\n" + "\n".join(lines[-60:]) + "\n")
+        raise
+    finally:
+        os.killpg(moto.pid, signal.SIGTERM)
+        moto.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except AssertionError as e:
+        print(f"FAIL: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,85 @@
+"""moto's server (the pinned moto[server] of tests/infra/requirements.txt) with two fixes to
+its CloudFormation change sets, which `aws cloudformation deploy` uses; everything else is
+moto as it is.
+
+1. moto 5.2.5 resolves a stack's Outputs when a stack is created or updated directly, but not
+   when a change set is executed: such a stack comes back from DescribeStacks with no Outputs
+   (a CREATE change set) or with the outputs of before (an UPDATE). ExecuteChangeSet here
+   resolves them again, as CloudFormation does.
+2. For a parameter given as UsePreviousValue (the CLI's deploy does that for every parameter
+   it is not given), moto reuses the *resolved* value: a List parameter comes back as a Python
+   list and an AWS::SSM::Parameter::Value parameter as the AMI id instead of the parameter's
+   name, and both make moto fail with a 500. Here the previous value is the one given, as in
+   CloudFormation (which re-resolves an SSM parameter at each update).
+3. moto decides which resources an update modifies by comparing the new parameters with the
+   ones given before, so a parameter that kept its default but now comes as UsePreviousValue
+   looks changed, and moto "modifies" resources it cannot update (the instance), losing them.
+   Here a parameter not given before compares as its default.
+4. CloudFormation answers a change set without changes by creating it in FAILED state (which
+   the CLI's --no-fail-on-empty-changeset accepts); moto refuses the request with "No updates
+   are to be performed", which the CLI reports as an error. Here such a change set is created
+   and executes as a no-op.
+
+    .venv/bin/python tests/infra/moto_server.py -H 127.0.0.1 -p 0   # same arguments as moto_server
+"""
+
+from moto.cloudformation.models import CloudFormationBackend, Stack
+from moto.cloudformation.parsing import ResourceMap
+from moto.cloudformation.responses import CloudFormationResponse
+from moto.server import main
+
+_execute_change_set = CloudFormationBackend.execute_change_set
+
+
+def _execute_change_set_with_outputs(self, change_set_name, stack_name=None):
+    _execute_change_set(self, change_set_name, stack_name)
+    for change_set in self.change_sets.values():
+        if change_set_name in (change_set.change_set_id, change_set.change_set_name):
+            stack = self.stacks[change_set.stack_id]
+            stack._parse_template()
+            stack.output_map = stack._create_output_map()
+
+
+def _previous_parameter_values(self):
+    values = dict(self.resource_map.resolved_parameters)
+    for key, slot in (self.template_dict.get("Parameters") or {}).items():
+        kind = slot.get("Type", "String")
+        if kind.startswith("AWS::SSM::Parameter::") or kind.startswith("List") or kind == "CommaDelimitedList":
+            given = self.resource_map.input_parameters.get(key, slot.get("Default"))
+            if given is not None:
+                values[key] = given
+    return values
+
+
+_build_resource_diff = ResourceMap.build_resource_diff
+
+
+def _build_resource_diff_with_defaults(self, other_template, parameters=None):
+    given = self.input_parameters
+    defaults = {
+        key: str(slot["Default"])
+        for key, slot in (self._template.get("Parameters") or {}).items()
+        if "Default" in slot
+    }
+    self.input_parameters = {**defaults, **given}
+    try:
+        return _build_resource_diff(self, other_template, parameters)
+    finally:
+        self.input_parameters = given
+
+
+_create_change_set = CloudFormationResponse.create_change_set
+
+
+def _create_change_set_even_if_empty(self):
+    self._validate_different_update = lambda *args, **kwargs: None
+    return _create_change_set(self)
+
+
+CloudFormationBackend.execute_change_set = _execute_change_set_with_outputs
+CloudFormationResponse.create_change_set = _create_change_set_even_if_empty
+Stack.stack_parameters = property(_previous_parameter_values)
+ResourceMap.build_resource_diff = _build_resource_diff_with_defaults
+
+if __name__ == "__main__":
+    main()
