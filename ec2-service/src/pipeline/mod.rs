@@ -273,27 +273,29 @@ fn render_stages(
 
     // Each variant comes from the smallest full-frame image already rendered that is
     // at least as large as it needs; cover variants are cropped and serve no other.
-    let mut full_frames: Vec<Raster> = vec![base];
-    let mut outputs: Vec<(usize, Raster)> = Vec::with_capacity(plans.len());
+    // `images[0]` is the upright decode; `full_frames` and `outputs` index into `images`.
+    let mut images: Vec<Raster> = vec![base];
+    let mut full_frames: Vec<usize> = vec![0];
+    let mut outputs: Vec<(usize, usize)> = Vec::with_capacity(plans.len());
     for plan in &plans {
         let needed_w = f64::from(width) * plan.scale.min(1.0) - 0.5;
         let needed_h = f64::from(height) * plan.scale.min(1.0) - 0.5;
         let from = full_frames
             .iter()
             .rev()
+            .map(|&i| &images[i])
             .find(|r| f64::from(r.width) >= needed_w && f64::from(r.height) >= needed_h)
-            .unwrap_or(&full_frames[0]);
-        match plan.spec.fit {
-            Fit::Inside => {
-                let out = resize::resize(from, plan.width, plan.height)?;
-                outputs.push((plan.index, out.clone()));
-                full_frames.push(out);
-            }
-            Fit::Cover => {
-                let out = resize::resize_cover(from, plan.width, plan.height)?;
-                outputs.push((plan.index, out));
-            }
+            .unwrap_or(&images[0]);
+        let out = match plan.spec.fit {
+            Fit::Inside => resize::resize(from, plan.width, plan.height)?,
+            Fit::Cover => resize::resize_cover(from, plan.width, plan.height)?,
+        };
+        images.push(out);
+        let id = images.len() - 1;
+        if plan.spec.fit == Fit::Inside {
+            full_frames.push(id);
         }
+        outputs.push((plan.index, id));
     }
     split(&mut timings.resize);
 
@@ -301,17 +303,19 @@ fn render_stages(
     let analysis = full_frames
         .iter()
         .rev()
+        .map(|&i| &images[i])
         .find(|r| {
             r.width >= 2 * fingerprint::ANALYSIS_SIDE && r.height >= 2 * fingerprint::ANALYSIS_SIDE
         })
-        .unwrap_or(&full_frames[0]);
+        .unwrap_or(&images[0]);
     let background = recipe.background_rgb();
     let (encoded, fingerprints) = rayon::join(
         || {
             outputs
                 .par_iter()
-                .map(|(index, raster)| {
-                    let spec = &recipe.variants[*index];
+                .map(|&(index, image)| {
+                    let raster = &images[image];
+                    let spec = &recipe.variants[index];
                     let marked;
                     let pixels = match (spec.watermark, watermark) {
                         (true, Some(wm)) => {
@@ -329,7 +333,7 @@ fn render_stages(
                             detail,
                         })?;
                     Ok((
-                        *index,
+                        index,
                         RenderedVariant {
                             name: spec.name.clone(),
                             format: spec.format,
