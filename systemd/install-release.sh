@@ -64,9 +64,8 @@ sed -e "s|@REGION@|$REGION|g" \
     -e "s|@OUTPUT_BUCKET@|$OUTPUT_BUCKET|g" \
     -e "s|@TABLE@|$TABLE|g" \
     "$release/config.toml" > "$etc/config.toml.new"
-if grep -q '@[A-Z_]*@' "$etc/config.toml.new"; then
-    die "config.toml still has a placeholder: $(grep -o '@[A-Z_]*@' "$etc/config.toml.new" | head -n1)"
-fi
+left="$(grep -v '^[[:space:]]*#' "$etc/config.toml.new" | grep -o '@[A-Z_]*@' | head -n1 || true)"
+[ -z "$left" ] || die "config.toml still has a placeholder: $left"
 chmod 0644 "$etc/config.toml.new"
 mv -f "$etc/config.toml.new" "$etc/config.toml"
 

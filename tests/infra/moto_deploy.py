@@ -294,6 +294,7 @@ def main():
         printed, log = deploy(endpoint, env, "pipe-sqs", zip_path, daemon, {})
         check("release unchanged" in log, "a redeploy of the same release reinstalled:\n" + log)
         print("  pipe-sqs redeploy of the same release: no change, no reinstall")
+        print("moto-deploy: 2 stacks (sqs, direct), 1 update with reinstall, 1 no-op redeploy: all assertions hold")
     except BaseException:
         # Whatever moto said last (an error of moto's own shows as a 500 to the CLI).
         lines = open(os.path.join(work, "moto.log"), errors="replace").read().splitlines()

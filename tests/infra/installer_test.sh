@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Runs systemd/install-release.sh (what the instance runs for every release) in a scratch
+# root with stand-ins for aws, systemctl, useradd and id on PATH, and checks what it leaves:
+# the root-only secrets.env in the KEYID:SECRET form, the config with the stack's names, the
+# binary and the unit, the systemctl sequence; then that a second run reinstalls without
+# recreating the user, and that a bad secret stops the install before anything is replaced.
+# Run by scripts/check-infra; exits non-zero on the first failed expectation.
+set -euo pipefail
+
+root_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+fake="$work/root" release="$work/release" bin="$work/bin" calls="$work/calls"
+mkdir -p "$fake/etc/ec2-service" "$release" "$bin"
+: > "$calls"
+
+fail() { echo "installer: FAIL: $*" >&2; exit 1; }
+mode() { stat -c %a "$1"; }
+
+cat > "$fake/etc/ec2-service/stack.env" <<'EOF'
+REGION=eu-west-1
+SOURCE_BUCKET=image-pipeline-qa-source-123456789012-eu-west-1
+OUTPUT_BUCKET=image-pipeline-qa-output-123456789012-eu-west-1
+TABLE=pipe-RecordTable-ABC
+SIGNING_SECRET_ARN=arn:aws:secretsmanager:eu-west-1:123456789012:secret:image-pipeline-qa-signing-key-AbCdEf
+ARTIFACT_BUCKET=artifacts
+RELEASE_PARAMETER=/image-pipeline/qa/release
+EOF
+printf '#!/bin/sh\necho stand-in daemon\n' > "$release/ec2-service"
+cp "$root_dir/systemd/config.toml" "$root_dir/systemd/ec2-service.service" "$release/"
+
+secret="Q7wWx2sV9kTz4mNc8bLr1pYd6hFg3jKa5eUo0iRt2yHq7vXn"
+cat > "$bin/aws" <<EOF
+#!/bin/sh
+echo "aws \$*" >> "$calls"
+case "\$*" in
+    *"secretsmanager get-secret-value"*"--secret-id arn:aws:secretsmanager:"*) cat "$work/secret" ;;
+    *) echo "unexpected aws call: \$*" >&2; exit 1 ;;
+esac
+EOF
+cat > "$bin/systemctl" <<EOF
+#!/bin/sh
+echo "systemctl \$*" >> "$calls"
+EOF
+cat > "$bin/useradd" <<EOF
+#!/bin/sh
+echo "useradd \$*" >> "$calls"
+touch "$work/user-exists"
+EOF
+cat > "$bin/id" <<EOF
+#!/bin/sh
+[ -e "$work/user-exists" ]
+EOF
+# Not root (a developer's machine): install and chown without changing owners.
+if [ "$(/usr/bin/id -u)" -ne 0 ]; then
+    printf '#!/bin/sh\n' > "$bin/chown"
+    cat > "$bin/install" <<'EOF'
+#!/bin/bash
+args=()
+while [ $# -gt 0 ]; do case "$1" in -o|-g) shift 2 ;; *) args+=("$1"); shift ;; esac; done
+exec /usr/bin/install "${args[@]}"
+EOF
+fi
+chmod +x "$bin"/*
+
+run() {
+    PATH="$bin:$PATH" EC2_SERVICE_INSTALL_ROOT="$fake" SIGNING_KEY_ID="$1" \
+        bash "$root_dir/systemd/install-release.sh" "$release" > "$work/out" 2>&1
+}
+
+# First install.
+printf '%s\n' "$secret" > "$work/secret"
+run k7 || { cat "$work/out" >&2; fail "first install exited non-zero"; }
+etc="$fake/etc/ec2-service"
+[ "$(mode "$etc/secrets.env")" = 600 ] || fail "secrets.env mode $(mode "$etc/secrets.env")"
+[ "$(cat "$etc/secrets.env")" = "EC2_SERVICE__SIGNING__KEYS=k7:$secret" ] || fail "secrets.env: $(cat "$etc/secrets.env")"
+grep -q '^source_bucket = "image-pipeline-qa-source-123456789012-eu-west-1"$' "$etc/config.toml" || fail "config source_bucket"
+grep -q '^table = "pipe-RecordTable-ABC"$' "$etc/config.toml" || fail "config table"
+grep -q '^region = "eu-west-1"$' "$etc/config.toml" || fail "config region"
+! grep -v '^#' "$etc/config.toml" | grep -q '@[A-Z_]*@' || fail "a placeholder left in config.toml"
+! grep -q "$secret" "$etc/config.toml" || fail "the secret in config.toml"
+[ "$(mode "$etc/config.toml")" = 644 ] || fail "config.toml mode"
+cmp -s "$release/ec2-service" "$fake/usr/local/bin/ec2-service" || fail "binary not installed"
+[ "$(mode "$fake/usr/local/bin/ec2-service")" = 755 ] || fail "binary mode"
+cmp -s "$release/ec2-service.service" "$fake/etc/systemd/system/ec2-service.service" || fail "unit not installed"
+grep -q '^useradd --system ' "$calls" || fail "no system user created"
+expected="systemctl daemon-reload
+systemctl enable ec2-service.service
+systemctl restart ec2-service.service"
+[ "$(grep -E '^systemctl (daemon-reload|enable|restart)' "$calls")" = "$expected" ] || fail "systemctl calls: $(grep systemctl "$calls")"
+echo "installer: first install: secrets.env 0600 KEYID:SECRET, config filled, binary, unit, user, restart"
+
+# A second run (a new release): same result, no second user.
+: > "$calls"
+printf '#!/bin/sh\necho stand-in daemon 2\n' > "$release/ec2-service"
+run k8 || { cat "$work/out" >&2; fail "reinstall exited non-zero"; }
+cmp -s "$release/ec2-service" "$fake/usr/local/bin/ec2-service" || fail "new binary not installed"
+[ "$(cat "$etc/secrets.env")" = "EC2_SERVICE__SIGNING__KEYS=k8:$secret" ] || fail "secrets.env after reinstall"
+! grep -q '^useradd' "$calls" || fail "user created twice"
+echo "installer: reinstall: new binary and key id, user kept"
+
+# A secret too short: refused before anything is replaced.
+printf 'short\n' > "$work/secret"
+printf '#!/bin/sh\necho stand-in daemon 3\n' > "$release/ec2-service"
+if run k9; then fail "accepted a 5-character secret"; fi
+grep -q "at least 32 characters" "$work/out" || fail "no reason given: $(cat "$work/out")"
+[ "$(cat "$etc/secrets.env")" = "EC2_SERVICE__SIGNING__KEYS=k8:$secret" ] || fail "secrets.env replaced by a refused install"
+grep -q 'stand-in daemon 2' "$fake/usr/local/bin/ec2-service" || fail "binary replaced by a refused install"
+echo "installer: a short secret is refused, nothing replaced"
+echo "installer: 3 scenarios passed (install, reinstall, refused secret)"
