@@ -7,7 +7,9 @@ the real scripts/deploy with small stand-in artifacts (moto never runs them):
      the DLQ, the forwarder (provided.al2023, in the VPC, reserved concurrency, its env wired
      to the instance and the secret), the SQS mapping with partial batch responses, the
      instance with its profile and launch template, the roles, the release parameter, the
-     uploaded release, and every output.
+     uploaded release, and every output. Then the ec2-service-install that the UserData
+     writes (as moto rendered it) runs against moto into a scratch root: it fetches, verifies
+     and installs the release, and refuses one changed in the bucket after the deploy.
   2. stack "pipe-dir" in direct mode: no job queue and no mapping, the DLQ still there.
   3. "pipe-sqs" again with a new daemon binary: an update that keeps the instance, changes the
      release parameter and the Lambda's code key, and reinstalls through SSM Run Command.
@@ -106,6 +108,58 @@ def deploy(endpoint, env, stack, zip_path, daemon, params):
     # The script's last lines on stdout are the outputs, "Key<TAB>Value".
     printed = dict(line.split("\t", 1) for line in result.stdout.splitlines() if "\t" in line)
     return printed, result.stderr
+
+
+STUBS = {
+    # What the instance has and a scratch root cannot: systemd and user management.
+    "systemctl": '#!/bin/sh\necho "systemctl $*" >> "$STUB_LOG"\n',
+    "useradd": '#!/bin/sh\necho "useradd $*" >> "$STUB_LOG"\ntouch "$STUB_LOG.user"\n',
+    "id": '#!/bin/sh\n[ -e "$STUB_LOG.user" ]\n',
+}
+NOT_ROOT_STUBS = {
+    "chown": "#!/bin/sh\n",
+    "install": '#!/bin/bash\nargs=()\nwhile [ $# -gt 0 ]; do case "$1" in -o|-g) shift 2 ;; *) args+=("$1"); shift ;; esac; done\n'
+               'exec /usr/bin/install "${args[@]}"\n',
+}
+
+
+def heredoc(script, path):
+    match = re.search(rf"cat > {re.escape(path)} <<'EOF'\n(.*?)\nEOF\n", script, re.S)
+    check(match, f"UserData writes no {path}")
+    return match.group(1) + "\n"
+
+
+def first_boot_install(endpoint, clients, outputs, work, secret_arn):
+    """Runs the ec2-service-install that the stack's UserData writes (as moto rendered it),
+    against moto and into a scratch root: the fetch of the release the stack names, its
+    checks, and install-release.sh."""
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
+    import base64
+    user_data = base64.b64decode(ec2.describe_instance_attribute(
+        InstanceId=outputs["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+    fake = os.path.join(work, "instance")
+    bin_dir = os.path.join(work, "instance-bin")
+    os.makedirs(os.path.join(fake, "etc", "ec2-service"), exist_ok=True)
+    os.makedirs(bin_dir, exist_ok=True)
+    stack_env = heredoc(user_data, "/etc/ec2-service/stack.env")
+    # moto does not create the secret, so ${SigningSecret} stays as it is.
+    stack_env = stack_env.replace("${SigningSecret}", secret_arn)
+    with open(os.path.join(fake, "etc", "ec2-service", "stack.env"), "w") as f:
+        f.write(stack_env)
+    installer = heredoc(user_data, "/usr/local/sbin/ec2-service-install").replace(
+        "/etc/ec2-service/stack.env", os.path.join(fake, "etc", "ec2-service", "stack.env"))
+    installer_path = os.path.join(work, "ec2-service-install")
+    with open(installer_path, "w") as f:
+        f.write(installer)
+    stubs = dict(STUBS, **(NOT_ROOT_STUBS if os.geteuid() != 0 else {}))
+    stubs["aws"] = f'#!/bin/sh\nexec {os.path.join(ROOT, ".venv", "bin", "aws")} "$@"\n'
+    for name, text in stubs.items():
+        with open(os.path.join(bin_dir, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(bin_dir, name), 0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", EC2_SERVICE_INSTALL_ROOT=fake,
+               AWS_ENDPOINT_URL=endpoint, STUB_LOG=os.path.join(work, "instance-calls"))
+    return subprocess.run(["bash", installer_path], env=env, capture_output=True, text=True, timeout=120), fake
 
 
 def outputs_of(cf, stack):
@@ -262,6 +316,31 @@ def main():
         check(mappings[0].get("FunctionResponseTypes") == ["ReportBatchItemFailures"], "no partial batch responses")
         print(f"  pipe-sqs: queue -> DLQ after 5 receives, visibility {attrs['VisibilityTimeout']} s, mapping with partial batch responses")
 
+        # The instance's first install, as its UserData runs it (moto stands in for AWS).
+        secret = "Zq3" * 20
+        secret_arn = boto3.session.Session(region_name=REGION).client("secretsmanager", endpoint_url=endpoint).create_secret(
+            Name="image-pipeline-qa-signing-key", SecretString=secret)["ARN"]
+        result, fake = first_boot_install(endpoint, clients, outputs, work, secret_arn)
+        check(result.returncode == 0, f"ec2-service-install failed:\n{result.stdout}{result.stderr}")
+        etc = os.path.join(fake, "etc", "ec2-service")
+        check(open(os.path.join(etc, "secrets.env")).read() == f"EC2_SERVICE__SIGNING__KEYS=k1:{secret}\n", "secrets.env")
+        check(os.stat(os.path.join(etc, "secrets.env")).st_mode & 0o777 == 0o600, "secrets.env mode")
+        config = open(os.path.join(etc, "config.toml")).read()
+        check(f'source_bucket = "{outputs["SourceBucketName"]}"' in config and f'table = "{outputs["TableName"]}"' in config,
+              "config.toml does not name the stack's bucket and table")
+        check(open(os.path.join(fake, "usr", "local", "bin", "ec2-service")).read() == open(daemon).read(), "binary")
+        print("  pipe-sqs: ec2-service-install from the UserData fetched, verified and installed the release")
+
+        # A release object changed in the bucket after the deploy: refused, nothing installed.
+        prefix = release[0]
+        s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}ec2-service", Body=b"#!/bin/sh\necho tampered\n")
+        result, fake = first_boot_install(endpoint, clients, outputs, work, secret_arn)
+        check(result.returncode != 0, "ec2-service-install installed a tampered release")
+        check("stand-in daemon 1" in open(os.path.join(fake, "usr", "local", "bin", "ec2-service")).read(),
+              "a tampered binary was installed")
+        s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}ec2-service", Body=open(daemon, "rb").read())
+        print("  pipe-sqs: a release changed in the bucket is refused (SHA256SUMS), nothing replaced")
+
         # 2. direct mode
         printed, _ = deploy(endpoint, env, "pipe-dir", zip_path, daemon, {**network, "EnvName": "qb", "TriggerMode": "direct"})
         dir_outputs, dir_resources, _ = assert_common(clients, "pipe-dir", "qb", printed)
@@ -294,7 +373,8 @@ def main():
         printed, log = deploy(endpoint, env, "pipe-sqs", zip_path, daemon, {})
         check("release unchanged" in log, "a redeploy of the same release reinstalled:\n" + log)
         print("  pipe-sqs redeploy of the same release: no change, no reinstall")
-        print("moto-deploy: 2 stacks (sqs, direct), 1 update with reinstall, 1 no-op redeploy: all assertions hold")
+        print("moto-deploy: 2 stacks (sqs, direct), first-boot install and a refused tampered release, "
+              "1 update with reinstall, 1 no-op redeploy: all assertions hold")
     except BaseException:
         # Whatever moto said last (an error of moto's own shows as a 500 to the CLI).
         lines = open(os.path.join(work, "moto.log"), errors="replace").read().splitlines()
