@@ -58,8 +58,13 @@ chmod 0600 "$etc/secrets.env.new"
 mv -f "$etc/secrets.env.new" "$etc/secrets.env"
 unset secret
 
-# The config, with the stack's names in place of the placeholders.
+# The config, with the stack's names in place of the placeholders, and a render memory
+# budget of 60% of this machine's RAM.
+mem_kib="$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+[[ "$mem_kib" =~ ^[0-9]+$ ]] || die "cannot read MemTotal from /proc/meminfo"
+memory_budget_bytes=$((mem_kib * 1024 * 60 / 100))
 sed -e "s|@REGION@|$REGION|g" \
+    -e "s|@MEMORY_BUDGET_BYTES@|$memory_budget_bytes|g" \
     -e "s|@SOURCE_BUCKET@|$SOURCE_BUCKET|g" \
     -e "s|@OUTPUT_BUCKET@|$OUTPUT_BUCKET|g" \
     -e "s|@TABLE@|$TABLE|g" \

@@ -215,7 +215,8 @@ def _():
     unit.optionxform = str
     unit.read(os.path.join(ROOT, "systemd", "ec2-service.service"))
     service = unit["Service"]
-    config = tomllib.load(open(os.path.join(ROOT, "systemd", "config.toml"), "rb"))
+    # Placeholders filled with stand-ins, as install-release.sh fills them.
+    config = tomllib.loads(re.sub(r"@[A-Z_]+@", "1", open(os.path.join(ROOT, "systemd", "config.toml")).read()))
     assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
     assert service["WatchdogSec"] == "30"
     assert service["Restart"] == "on-failure"
@@ -230,10 +231,11 @@ def _():
     assert "signing" not in config, "signing keys in config.toml"
     settings = [line for line in open(os.path.join(ROOT, "systemd", "config.toml")) if not line.lstrip().startswith("#")]
     placeholders = set(re.findall(r"@([A-Z_]+)@", "".join(settings)))
-    assert placeholders == {"REGION", "SOURCE_BUCKET", "OUTPUT_BUCKET", "TABLE"}, placeholders
+    assert placeholders == {"REGION", "SOURCE_BUCKET", "OUTPUT_BUCKET", "TABLE", "MEMORY_BUDGET_BYTES"}, placeholders
     stack_env = re.search(r"cat > /etc/ec2-service/stack.env <<'EOF'\n(.*?)\nEOF\n", user_data(), re.S).group(1)
     keys = {line.split("=", 1)[0] for line in stack_env.splitlines()}
-    assert placeholders <= keys, f"stack.env lacks {placeholders - keys}"
+    assert placeholders - {"MEMORY_BUDGET_BYTES"} <= keys, f"stack.env lacks {placeholders - keys}"
+    assert service["MemoryMax"].endswith("%") and int(service["MemoryMax"][:-1]) > 60, "MemoryMax not above the budget"
 
 
 if failures:
