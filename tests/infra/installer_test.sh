@@ -79,7 +79,9 @@ grep -q '^table = "pipe-RecordTable-ABC"$' "$etc/config.toml" || fail "config ta
 grep -q '^region = "eu-west-1"$' "$etc/config.toml" || fail "config region"
 budget="$(sed -n 's/^memory_budget_bytes = \([0-9]*\)$/\1/p' "$etc/config.toml")"
 ram="$(awk '/^MemTotal:/ { print $2 * 1024 }' /proc/meminfo)"
-[ -n "$budget" ] && [ "$budget" -gt $((ram / 2)) ] && [ "$budget" -lt $((ram * 2 / 3)) ] || fail "memory budget $budget of $ram"
+if [ -z "$budget" ] || [ "$budget" -le $((ram / 2)) ] || [ "$budget" -ge $((ram * 2 / 3)) ]; then
+    fail "memory budget $budget of $ram"
+fi
 ! grep -v '^#' "$etc/config.toml" | grep -q '@[A-Z_]*@' || fail "a placeholder left in config.toml"
 ! grep -q "$secret" "$etc/config.toml" || fail "the secret in config.toml"
 python3 -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' "$etc/config.toml" || fail "config.toml is not valid TOML"
