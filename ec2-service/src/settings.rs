@@ -1,10 +1,18 @@
 //! Configuration: typed defaults, then a TOML file, then `EC2_SERVICE__SECTION__KEY`
-//! environment variables, then [`Settings::validate`]. Every key is documented in
-//! `ec2-service/config.example.toml`.
+//! environment variables, then [`Settings::validate`]. Every key is documented once, in
+//! `ec2-service/config.example.toml`, with its unit, default and environment name.
+//!
+//! What `serve` needs beyond the defaults (buckets, table, signing keys) is checked by
+//! [`Settings::validate_for_serve`]; the operator commands only need `[admin]`. Nothing
+//! here reads AWS credentials: the SDK's default chain (the instance role) supplies them.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use pipeline_contract::{KeySet, SigningKey};
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::recipe::parse_hex_color;
@@ -18,9 +26,251 @@ pub const ENV_PREFIX: &str = "EC2_SERVICE";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    pub server: ServerSettings,
+    pub admin: AdminSettings,
+    pub scratch: ScratchSettings,
+    pub aws: AwsSettings,
+    pub signing: SigningSettings,
+    pub retry: RetrySettings,
+    pub log: LogSettings,
     pub recipe: Recipe,
     pub limits: Limits,
     pub watermark: WatermarkSettings,
+}
+
+/// The `[server]` section: the public listener, the queue and the workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address of the jobs, health and metrics endpoints.
+    pub listen: String,
+    /// Seconds in-flight jobs get to finish after SIGTERM.
+    pub drain_secs: u64,
+    /// Most unfinished jobs (waiting, retrying or in flight) held at once; past it,
+    /// `POST /v1/jobs` answers 503.
+    pub queue_capacity: usize,
+    /// Jobs processed at once; 0 means one per CPU core.
+    pub concurrency: usize,
+    /// Threads of the rendering pool; 0 means one per CPU core.
+    pub render_threads: usize,
+    /// Memory the renders in progress may take together, in bytes (estimated per source
+    /// from its header).
+    pub memory_budget_bytes: u64,
+    /// Largest `POST /v1/jobs` body, in bytes.
+    pub max_body_bytes: usize,
+    /// Threads answering HTTP requests.
+    pub http_workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "0.0.0.0:8080".to_owned(),
+            drain_secs: 60,
+            queue_capacity: 10_000,
+            concurrency: 0,
+            render_threads: 0,
+            memory_budget_bytes: 4 << 30,
+            max_body_bytes: 1 << 20,
+            http_workers: 2,
+        }
+    }
+}
+
+/// The `[admin]` section: the loopback-only listener the operator commands talk to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Loopback address of the admin endpoints (`status`, `jobs`, `reprocess`, `reconcile`).
+    pub listen: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            listen: "127.0.0.1:8081".to_owned(),
+        }
+    }
+}
+
+/// The `[scratch]` section: the local disk that holds accepted jobs and downloads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScratchSettings {
+    pub dir: PathBuf,
+    /// Free space below which jobs are refused (503) and `/readyz` fails, in bytes.
+    pub min_free_bytes: u64,
+}
+
+impl Default for ScratchSettings {
+    fn default() -> Self {
+        ScratchSettings {
+            dir: PathBuf::from("/var/lib/ec2-service"),
+            min_free_bytes: 1 << 30,
+        }
+    }
+}
+
+/// The `[aws]` section: where sources, variants and records live, and how to reach them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsSettings {
+    /// Region; absent means the SDK's default chain (the instance's region on EC2).
+    pub region: Option<String>,
+    /// Endpoint of a local S3/DynamoDB server (moto); absent means AWS.
+    pub endpoint_url: Option<String>,
+    /// S3 endpoint when it differs from `endpoint_url` (an S3 interface VPC endpoint).
+    pub s3_endpoint_url: Option<String>,
+    /// Path-style S3 addressing (`http://host/bucket/key`), which local servers need.
+    pub force_path_style: bool,
+    /// The bucket sources are uploaded to; jobs for any other bucket are refused.
+    pub source_bucket: String,
+    /// The bucket variants are written to.
+    pub output_bucket: String,
+    /// The DynamoDB table of records (partition key `FileName`, a string).
+    pub table: String,
+    /// Key prefix of the variants in the output bucket; must end with `/`.
+    pub derived_prefix: String,
+    /// Connection timeout, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Timeout of one attempt of one AWS call, in milliseconds (a download's body has its
+    /// own stall timeout of the same length).
+    pub attempt_timeout_ms: u64,
+    /// Attempts the SDK makes for one call before the job's own retry takes over.
+    pub sdk_max_attempts: u32,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            region: None,
+            endpoint_url: None,
+            s3_endpoint_url: None,
+            force_path_style: false,
+            source_bucket: String::new(),
+            output_bucket: String::new(),
+            table: String::new(),
+            derived_prefix: pipeline_contract::DERIVED_PREFIX.to_owned(),
+            connect_timeout_ms: 3_000,
+            attempt_timeout_ms: 30_000,
+            sdk_max_attempts: 3,
+        }
+    }
+}
+
+/// The `[signing]` section: the keys `POST /v1/jobs` requests are verified against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningSettings {
+    /// `KEYID:SECRET[,KEYID2:SECRET2]`; only ever from the environment.
+    pub keys: Secret,
+    /// Tolerated distance between a request's timestamp and this clock, in seconds.
+    pub max_skew_secs: u64,
+}
+
+/// A configuration value that is never printed (`Debug` and `Serialize` redact it).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+impl SigningSettings {
+    /// Parses `keys` into the set of active keys. Errors name the key id, never a secret.
+    pub fn key_set(&self) -> Result<KeySet, String> {
+        let mut set = KeySet::new();
+        for (i, entry) in self.keys.0.split(',').enumerate() {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            let Some((id, secret)) = entry.split_once(':') else {
+                return Err(format!(
+                    "signing.keys: entry {} is not of the form KEYID:SECRET",
+                    i + 1
+                ));
+            };
+            let key = SigningKey::new(id.trim(), secret.trim().as_bytes().to_vec())
+                .map_err(|e| format!("signing.keys: {e}"))?;
+            set.insert(key).map_err(|e| format!("signing.keys: {e}"))?;
+        }
+        Ok(set)
+    }
+}
+
+/// The `[retry]` section: how transient failures (throttling, 5xx, timeouts, connection
+/// errors) are retried before a job ends FAILED.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySettings {
+    /// Attempts of one job, the first included.
+    pub max_attempts: u32,
+    /// Delay before the second attempt, in milliseconds; doubled each time, with jitter.
+    pub base_delay_ms: u64,
+    /// Longest delay between two attempts, in milliseconds.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 8,
+            base_delay_ms: 1_000,
+            max_delay_ms: 120_000,
+        }
+    }
+}
+
+impl RetrySettings {
+    pub fn base_delay(&self) -> Duration {
+        Duration::from_millis(self.base_delay_ms)
+    }
+
+    pub fn max_delay(&self) -> Duration {
+        Duration::from_millis(self.max_delay_ms)
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event (journald adds the timestamp).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter: a level (`info`) or directives (`info,ec2_service=debug`).
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
 }
 
 /// The `[watermark]` section. Set `text` or `image_path` (not both) to enable it; variants
@@ -93,8 +343,22 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Loads the configuration the way every subcommand does: `--config FILE` if given
+    /// (it must exist), else the default path if it exists, else the built-in defaults;
+    /// then the process environment.
+    pub fn load_for_cli(config: Option<&Path>) -> Result<Settings, ConfigError> {
+        let default = Path::new(DEFAULT_CONFIG_PATH);
+        let (file, required) = match config {
+            Some(path) => (Some(path), true),
+            None if default.exists() => (Some(default), true),
+            None => (None, false),
+        };
+        Settings::load(file, required, None)
+    }
+
     /// Checks every section; the message names the offending key.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_service()?;
         self.recipe.validate()?;
         self.limits.validate()?;
         self.watermark.validate()?;
@@ -111,6 +375,154 @@ impl Settings {
         }
         Ok(())
     }
+
+    fn validate_service(&self) -> Result<(), String> {
+        let server = &self.server;
+        parse_addr("server.listen", &server.listen)?;
+        let admin = parse_addr("admin.listen", &self.admin.listen)?;
+        if !admin.ip().is_loopback() {
+            return Err(format!(
+                "admin.listen: {} is not a loopback address (the admin endpoints have no authentication)",
+                self.admin.listen
+            ));
+        }
+        let positive = [
+            ("server.queue_capacity", server.queue_capacity as u64),
+            ("server.memory_budget_bytes", server.memory_budget_bytes),
+            ("server.max_body_bytes", server.max_body_bytes as u64),
+            ("server.http_workers", server.http_workers as u64),
+            ("aws.connect_timeout_ms", self.aws.connect_timeout_ms),
+            ("aws.attempt_timeout_ms", self.aws.attempt_timeout_ms),
+            ("aws.sdk_max_attempts", u64::from(self.aws.sdk_max_attempts)),
+            ("retry.max_attempts", u64::from(self.retry.max_attempts)),
+            ("retry.max_delay_ms", self.retry.max_delay_ms),
+            ("signing.max_skew_secs", self.signing.max_skew_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key}: must be greater than 0"));
+            }
+        }
+        let at_most = [
+            ("server.drain_secs", server.drain_secs, 3_600),
+            ("server.concurrency", server.concurrency as u64, 1_024),
+            ("server.render_threads", server.render_threads as u64, 1_024),
+            ("server.http_workers", server.http_workers as u64, 64),
+            (
+                "retry.max_attempts",
+                u64::from(self.retry.max_attempts),
+                100,
+            ),
+            ("signing.max_skew_secs", self.signing.max_skew_secs, 3_600),
+        ];
+        for (key, value, max) in at_most {
+            if value > max {
+                return Err(format!("{key}: {value} is over the maximum of {max}"));
+            }
+        }
+        if self.retry.base_delay_ms > self.retry.max_delay_ms {
+            return Err(format!(
+                "retry.base_delay_ms: {} is over retry.max_delay_ms ({})",
+                self.retry.base_delay_ms, self.retry.max_delay_ms
+            ));
+        }
+        if self.scratch.dir.as_os_str().is_empty() || !self.scratch.dir.is_absolute() {
+            return Err(format!(
+                "scratch.dir: {:?} must be an absolute path",
+                self.scratch.dir
+            ));
+        }
+        let prefix = &self.aws.derived_prefix;
+        if prefix.len() < 2 || !prefix.ends_with('/') || prefix.starts_with('/') {
+            return Err(format!(
+                "aws.derived_prefix: {prefix:?} must be a key prefix ending with '/', like \"variants/\""
+            ));
+        }
+        for (key, url) in [
+            ("aws.endpoint_url", &self.aws.endpoint_url),
+            ("aws.s3_endpoint_url", &self.aws.s3_endpoint_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!(
+                    "{key}: {url:?} must start with http:// or https://"
+                ));
+            }
+        }
+        if let Some(region) = &self.aws.region
+            && region.trim().is_empty()
+        {
+            return Err("aws.region: must not be empty when set".to_owned());
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| format!("log.level: {:?} is not a valid filter: {e}", self.log.level))?;
+        self.signing.key_set()?;
+        Ok(())
+    }
+
+    /// What `serve` needs on top of [`validate`](Self::validate): the buckets, the table
+    /// and at least one signing key.
+    pub fn validate_for_serve(&self) -> Result<(), String> {
+        let required = [
+            ("aws.source_bucket", &self.aws.source_bucket),
+            ("aws.output_bucket", &self.aws.output_bucket),
+            ("aws.table", &self.aws.table),
+        ];
+        for (key, value) in required {
+            if value.trim().is_empty() {
+                return Err(format!("{key}: must be set to serve"));
+            }
+        }
+        if self.aws.source_bucket == self.aws.output_bucket {
+            return Err(
+                "aws.output_bucket: must differ from aws.source_bucket (variants must never trigger events)"
+                    .to_owned(),
+            );
+        }
+        if self.signing.key_set()?.is_empty() {
+            return Err(
+                "signing.keys: at least one KEYID:SECRET is needed to serve (set EC2_SERVICE__SIGNING__KEYS)"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Jobs processed at once.
+    pub fn concurrency(&self) -> usize {
+        match self.server.concurrency {
+            0 => cores(),
+            n => n,
+        }
+    }
+
+    /// Threads of the rendering pool.
+    pub fn render_threads(&self) -> usize {
+        match self.server.render_threads {
+            0 => cores(),
+            n => n,
+        }
+    }
+}
+
+impl Default for SigningSettings {
+    fn default() -> Self {
+        SigningSettings {
+            keys: Secret::default(),
+            max_skew_secs: pipeline_contract::DEFAULT_MAX_SKEW_SECS,
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{key}: {value:?} is not an address of the form IP:PORT"))
 }
 
 impl WatermarkSettings {

@@ -1,1 +1,15 @@
-//! End-to-end tests: one binary, one module per area.
+//! End-to-end tests: the `ec2-service` daemon as a real process against a real S3 and
+//! DynamoDB server process on loopback (moto server 5.2.5, started by the harness; run
+//! `scripts/test` once to install it). One binary, one module per area:
+//!
+//! - `accept`: signatures, malformed bodies, the bounded queue.
+//! - `processing`: variants and records, keys, idempotence, ordering, failures, deletes.
+//! - `resilience`: SIGKILL and restart, an outage of the server, SIGTERM drain, SIGHUP.
+//! - `operator`: the CLI (status, jobs, reprocess, reconcile), health and metrics, and
+//!   configuration errors.
+
+mod accept;
+mod operator;
+mod processing;
+mod resilience;
+mod support;

@@ -1,5 +1,6 @@
 //! The command line of the `ec2-service` binary: the daemon and the operator's tools.
 
+pub mod ops;
 pub mod process;
 
 use std::path::PathBuf;
@@ -27,13 +28,42 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the daemon: accept signed jobs, process them, serve health and metrics.
+    Serve,
+    /// Queue depth, jobs in flight, recent failures and readiness of the running daemon.
+    Status,
+    /// The running daemon's unfinished and recently finished jobs.
+    Jobs {
+        /// Only jobs that failed or are retrying after an error.
+        #[arg(long)]
+        failed: bool,
+    },
+    /// Process sources again (their current version), whatever their records say.
+    Reprocess {
+        /// Source keys in the source bucket, as stored (not URL-encoded).
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<String>,
+    },
+    /// List the source bucket and enqueue every object whose record is missing, failed,
+    /// or of an older recipe version.
+    Reconcile {
+        /// Only keys starting with this prefix.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+    },
     /// Run the recipe on local files: variants and metadata.json under --out.
     Process(process::ProcessArgs),
 }
 
 /// Runs the parsed command and returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
+    let config = cli.config.as_deref();
     match cli.command {
-        Command::Process(args) => process::run(cli.config.as_deref(), &args),
+        Command::Serve => crate::daemon::serve(config),
+        Command::Status => ops::run(config, ops::Op::Status),
+        Command::Jobs { failed } => ops::run(config, ops::Op::Jobs { failed }),
+        Command::Reprocess { keys } => ops::run(config, ops::Op::Reprocess { keys }),
+        Command::Reconcile { prefix } => ops::run(config, ops::Op::Reconcile { prefix }),
+        Command::Process(args) => process::run(config, &args),
     }
 }

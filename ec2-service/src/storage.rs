@@ -1,0 +1,395 @@
+//! S3, as the daemon uses it: HEAD and stream a source to the scratch disk, PUT variants
+//! with their content type and the derived-object marker, remove a source's variants,
+//! list sources for reconcile, and check that the buckets answer.
+//!
+//! SDK errors are mapped here into [`StorageError`]; nothing above sees an SDK type.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::{ByteStream, DateTimeFormat};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use tokio::io::AsyncWriteExt;
+
+use crate::aws::{FailureKind, SdkFailure, classify};
+
+/// User metadata on every variant (`x-amz-meta-derived-by`): the marker that the object
+/// was written by this daemon and must never be processed as a source.
+pub const DERIVED_MARKER_KEY: &str = "derived-by";
+pub const DERIVED_MARKER_VALUE: &str = "ec2-service";
+
+/// Characters kept as they are when the source key goes into a metadata header (which
+/// must be ASCII); everything else is percent-encoded.
+const METADATA_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Why an S3 call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("s3://{bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
+    #[error("s3://{bucket}/{key} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        bucket: String,
+        key: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("s3://{bucket}/{key} changed while it was downloaded")]
+    Changed { bucket: String, key: String },
+    #[error("S3 {operation} failed: {failure}")]
+    Sdk {
+        operation: &'static str,
+        failure: SdkFailure,
+    },
+    #[error("S3 {operation} stalled: no data for {0:?}", .timeout)]
+    Stalled {
+        operation: &'static str,
+        timeout: Duration,
+    },
+    #[error("cannot write the download to {path}: {source}")]
+    Scratch {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    /// Whether a later attempt may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StorageError::Sdk { failure, .. } => failure.kind.is_transient(),
+            StorageError::Changed { .. } | StorageError::Stalled { .. } => true,
+            // A full or failing scratch disk may recover (space freed, files removed).
+            StorageError::Scratch { .. } => true,
+            StorageError::NotFound { .. } | StorageError::TooLarge { .. } => false,
+        }
+    }
+
+    /// The stable code a FAILED record carries.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StorageError::NotFound { .. } => "source-not-found",
+            StorageError::TooLarge { .. } => "source-too-large",
+            StorageError::Changed { .. } => "source-changed",
+            StorageError::Stalled { .. } => "s3-unavailable",
+            StorageError::Scratch { .. } => "scratch-error",
+            StorageError::Sdk { failure, .. } => match failure.kind {
+                FailureKind::Throttled => "s3-throttled",
+                FailureKind::Unavailable => "s3-unavailable",
+                FailureKind::Denied => "s3-access-denied",
+                FailureKind::NotFound => "s3-not-found",
+                FailureKind::ConditionFailed | FailureKind::Rejected => "s3-rejected",
+            },
+        }
+    }
+}
+
+/// What HEAD says about a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceHead {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    /// RFC 3339.
+    pub last_modified: Option<String>,
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// A variant to upload.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub key: String,
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+    pub source_key: String,
+    pub recipe_version: String,
+}
+
+/// The S3 side of the daemon.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    client: aws_sdk_s3::Client,
+    stall_timeout: Duration,
+}
+
+impl Storage {
+    pub fn new(client: aws_sdk_s3::Client, stall_timeout: Duration) -> Storage {
+        Storage {
+            client,
+            stall_timeout,
+        }
+    }
+
+    fn sdk<E>(
+        operation: &'static str,
+    ) -> impl FnOnce(
+        aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StorageError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        move |error| StorageError::Sdk {
+            operation,
+            failure: classify(&error),
+        }
+    }
+
+    /// HEADs a source. A missing object (or bucket) is [`StorageError::NotFound`].
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<SourceHead, StorageError> {
+        let output = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| not_found_or(Self::sdk("HeadObject")(e), bucket, key))?;
+        Ok(SourceHead {
+            size: output.content_length().unwrap_or(0).max(0) as u64,
+            etag: output.e_tag().map(str::to_owned),
+            version_id: output.version_id().map(str::to_owned),
+            last_modified: output
+                .last_modified()
+                .and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
+        })
+    }
+
+    /// Streams a source into `path` (created or truncated), refusing more than `limit`
+    /// bytes and an object whose ETag is no longer `expected_etag`. Returns the bytes
+    /// written.
+    pub async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected_etag: Option<&str>,
+        limit: u64,
+        path: &Path,
+    ) -> Result<u64, StorageError> {
+        let mut request = self.client.get_object().bucket(bucket).key(key);
+        if let Some(etag) = expected_etag {
+            request = request.if_match(etag);
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| match Self::sdk("GetObject")(e) {
+                StorageError::Sdk { failure, .. }
+                    if failure.kind == FailureKind::ConditionFailed =>
+                {
+                    StorageError::Changed {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                    }
+                }
+                other => not_found_or(other, bucket, key),
+            })?;
+        if let (Some(expected), Some(actual)) = (expected_etag, output.e_tag())
+            && expected != actual
+        {
+            return Err(StorageError::Changed {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            });
+        }
+        let scratch = |source| StorageError::Scratch {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = tokio::fs::File::create(path).await.map_err(scratch)?;
+        let mut body = output.body;
+        let mut written = 0u64;
+        loop {
+            let chunk = tokio::time::timeout(self.stall_timeout, body.try_next())
+                .await
+                .map_err(|_| StorageError::Stalled {
+                    operation: "GetObject",
+                    timeout: self.stall_timeout,
+                })?
+                .map_err(|e| StorageError::Sdk {
+                    operation: "GetObject",
+                    failure: SdkFailure {
+                        kind: FailureKind::Unavailable,
+                        status: None,
+                        code: None,
+                        message: format!("reading the body: {e}"),
+                    },
+                })?;
+            let Some(chunk) = chunk else { break };
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(StorageError::TooLarge {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    size: written,
+                    limit,
+                });
+            }
+            file.write_all(&chunk).await.map_err(scratch)?;
+        }
+        file.flush().await.map_err(scratch)?;
+        Ok(written)
+    }
+
+    /// PUTs one variant with its content type and the derived-object marker.
+    pub async fn put_variant(&self, bucket: &str, upload: Upload) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(&upload.key)
+            .content_type(upload.content_type)
+            .metadata(DERIVED_MARKER_KEY, DERIVED_MARKER_VALUE)
+            .metadata(
+                "source-key",
+                utf8_percent_encode(&upload.source_key, METADATA_VALUE).to_string(),
+            )
+            .metadata("recipe-version", &upload.recipe_version)
+            .body(ByteStream::from(upload.bytes))
+            .send()
+            .await
+            .map_err(Self::sdk("PutObject"))?;
+        Ok(())
+    }
+
+    /// Removes every object under `prefix` (a source's variants). Returns how many.
+    pub async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<usize, StorageError> {
+        let objects = self.list(bucket, prefix, usize::MAX).await?;
+        for object in &objects {
+            self.client
+                .delete_object()
+                .bucket(bucket)
+                .key(&object.key)
+                .send()
+                .await
+                .map_err(Self::sdk("DeleteObject"))?;
+        }
+        Ok(objects.len())
+    }
+
+    /// Lists up to `max` objects under `prefix`, in key order.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Vec<Listed>, StorageError> {
+        let mut listed = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let output = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(Self::sdk("ListObjectsV2"))?;
+            for object in output.contents() {
+                let Some(key) = object.key() else { continue };
+                listed.push(Listed {
+                    key: key.to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: object.e_tag().map(str::to_owned),
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
+                });
+                if listed.len() >= max {
+                    return Ok(listed);
+                }
+            }
+            match output.next_continuation_token() {
+                Some(next) if output.is_truncated().unwrap_or(false) => {
+                    token = Some(next.to_owned());
+                }
+                _ => return Ok(listed),
+            }
+        }
+    }
+
+    /// Whether a bucket answers (HeadBucket).
+    pub async fn check_bucket(&self, bucket: &str) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(Self::sdk("HeadBucket"))?;
+        Ok(())
+    }
+}
+
+fn not_found_or(error: StorageError, bucket: &str, key: &str) -> StorageError {
+    match &error {
+        StorageError::Sdk { failure, .. } if failure.kind == FailureKind::NotFound => {
+            StorageError::NotFound {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            }
+        }
+        _ => error,
+    }
+}
+
+/// Where a variant of `source_key` goes: `<prefix><source key>/<variant>.<ext>`.
+pub fn variant_key(prefix: &str, source_key: &str, name: &str, extension: &str) -> String {
+    format!("{prefix}{source_key}/{name}.{extension}")
+}
+
+/// The prefix under which every variant of `source_key` lives.
+pub fn variants_prefix(prefix: &str, source_key: &str) -> String {
+    format!("{prefix}{source_key}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_keys_follow_the_documented_layout() {
+        assert_eq!(
+            variant_key("variants/", "uploads/red flower+1 ü.jpg", "thumb", "jpg"),
+            "variants/uploads/red flower+1 ü.jpg/thumb.jpg"
+        );
+        assert_eq!(variants_prefix("variants/", "a.jpg"), "variants/a.jpg/");
+        assert_eq!(
+            utf8_percent_encode("uploads/red flower+ü.jpg", METADATA_VALUE).to_string(),
+            "uploads/red%20flower%2B%C3%BC.jpg"
+        );
+    }
+
+    #[test]
+    fn codes_and_transience() {
+        let not_found = StorageError::NotFound {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        assert_eq!(not_found.code(), "source-not-found");
+        assert!(!not_found.is_transient());
+        let throttled = StorageError::Sdk {
+            operation: "GetObject",
+            failure: SdkFailure {
+                kind: FailureKind::Throttled,
+                status: Some(503),
+                code: Some("SlowDown".into()),
+                message: "slow down".into(),
+            },
+        };
+        assert!(throttled.is_transient());
+        assert_eq!(throttled.code(), "s3-throttled");
+    }
+}

@@ -1,0 +1,329 @@
+//! A fresh world per test on the shared moto server: a source and an output bucket, a
+//! records table, a scratch directory, a signing key, and blocking helpers to look at
+//! them through the real SDK.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use pipeline_contract::{JobAction, JobRequest, SigningKey};
+
+use super::moto::moto;
+
+pub const KEY_ID: &str = "forwarder-1";
+pub const SECRET: &str = "0123456789abcdef0123456789abcdef-e2e";
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// An object read back from S3.
+#[derive(Debug)]
+pub struct Object {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct Fixture {
+    pub name: String,
+    pub source_bucket: String,
+    pub output_bucket: String,
+    pub table: String,
+    pub scratch: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    s3: aws_sdk_s3::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Fixture {
+    /// Creates the buckets (the source one versioned when `versioned`) and the table.
+    pub fn new(name: &str) -> Fixture {
+        Fixture::with_versioning(name, false)
+    }
+
+    pub fn with_versioning(name: &str, versioned: bool) -> Fixture {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let unique = format!(
+            "{}-{}-{}",
+            name.replace('_', "-"),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        ec2_service::aws::install_crypto_provider();
+        let (s3, dynamodb) = runtime.block_on(async {
+            let http = aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https();
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(http)
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(moto().endpoint())
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "testing", "testing", None, None, "e2e",
+                ))
+                .load()
+                .await;
+            let s3 = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(true)
+                    .build(),
+            );
+            (s3, aws_sdk_dynamodb::Client::new(&sdk))
+        });
+        let fixture = Fixture {
+            source_bucket: truncate_bucket(&format!("src-{unique}")),
+            output_bucket: truncate_bucket(&format!("out-{unique}")),
+            table: format!("records-{unique}"),
+            scratch: std::env::temp_dir().join(format!("ec2-service-e2e-{unique}")),
+            name: unique,
+            runtime,
+            s3,
+            dynamodb,
+        };
+        let _ = std::fs::remove_dir_all(&fixture.scratch);
+        fixture.runtime.block_on(async {
+            for bucket in [&fixture.source_bucket, &fixture.output_bucket] {
+                fixture
+                    .s3
+                    .create_bucket()
+                    .bucket(bucket)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
+            }
+            if versioned {
+                use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+                fixture
+                    .s3
+                    .put_bucket_versioning()
+                    .bucket(&fixture.source_bucket)
+                    .versioning_configuration(
+                        VersioningConfiguration::builder()
+                            .status(BucketVersioningStatus::Enabled)
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            fixture
+                .dynamodb
+                .create_table()
+                .table_name(&fixture.table)
+                .key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name("FileName")
+                        .key_type(KeyType::Hash)
+                        .build()
+                        .unwrap(),
+                )
+                .attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name("FileName")
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                        .unwrap(),
+                )
+                .billing_mode(BillingMode::PayPerRequest)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("create table: {e:?}"));
+        });
+        fixture
+    }
+
+    /// The signing key the daemon is configured with.
+    pub fn key(&self) -> SigningKey {
+        SigningKey::new(KEY_ID, SECRET).unwrap()
+    }
+
+    /// Uploads a source; returns its ETag.
+    pub fn put_source(&self, key: &str, bytes: &[u8]) -> String {
+        self.runtime.block_on(async {
+            let out = self
+                .s3
+                .put_object()
+                .bucket(&self.source_bucket)
+                .key(key)
+                .body(ByteStream::from(bytes.to_vec()))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+            out.e_tag().unwrap_or_default().to_owned()
+        })
+    }
+
+    /// An `ObjectCreated:Put` job for `key` as the forwarder would send it.
+    pub fn put_job(
+        &self,
+        key: &str,
+        sequencer: Option<&str>,
+        event_time: Option<&str>,
+    ) -> JobRequest {
+        JobRequest {
+            action: JobAction::Process,
+            bucket: self.source_bucket.clone(),
+            key: key.to_owned(),
+            size: None,
+            etag: None,
+            version_id: None,
+            sequencer: sequencer.map(str::to_owned),
+            event_time: event_time.map(str::to_owned),
+            event_name: "ObjectCreated:Put".to_owned(),
+        }
+    }
+
+    /// An `ObjectRemoved:Delete` job for `key`.
+    pub fn delete_job(
+        &self,
+        key: &str,
+        sequencer: Option<&str>,
+        event_time: Option<&str>,
+    ) -> JobRequest {
+        JobRequest {
+            action: JobAction::Delete,
+            event_name: "ObjectRemoved:Delete".to_owned(),
+            ..self.put_job(key, sequencer, event_time)
+        }
+    }
+
+    pub fn delete_source(&self, key: &str) {
+        self.runtime.block_on(async {
+            self.s3
+                .delete_object()
+                .bucket(&self.source_bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
+    pub fn record(&self, key: &str) -> Option<Item> {
+        self.runtime.block_on(async {
+            self.dynamodb
+                .get_item()
+                .table_name(&self.table)
+                .key("FileName", AttributeValue::S(key.to_owned()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+        })
+    }
+
+    /// Every record of the table.
+    pub fn records(&self) -> Vec<Item> {
+        self.runtime.block_on(async {
+            self.dynamodb
+                .scan()
+                .table_name(&self.table)
+                .send()
+                .await
+                .unwrap()
+                .items
+                .unwrap_or_default()
+        })
+    }
+
+    /// Waits until the record of `key` has `status`.
+    pub fn wait_status(&self, key: &str, status: &str, timeout: Duration) -> Item {
+        self.wait_until(key, timeout, |record| s(record, "Status") == status)
+    }
+
+    /// Waits until the record of `key` satisfies `done`.
+    pub fn wait_until(&self, key: &str, timeout: Duration, done: impl Fn(&Item) -> bool) -> Item {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let record = self.record(key);
+            if let Some(record) = &record
+                && done(record)
+            {
+                return record.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the record of {key:?} was not as expected within {timeout:?}; last: {record:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Keys under `prefix` in the output bucket.
+    pub fn output_keys(&self, prefix: &str) -> Vec<String> {
+        self.runtime.block_on(async {
+            self.s3
+                .list_objects_v2()
+                .bucket(&self.output_bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .unwrap()
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect()
+        })
+    }
+
+    pub fn output(&self, key: &str) -> Object {
+        self.runtime.block_on(async {
+            let out = self
+                .s3
+                .get_object()
+                .bucket(&self.output_bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+            Object {
+                content_type: out.content_type().map(str::to_owned),
+                metadata: out.metadata().cloned().unwrap_or_default(),
+                bytes: out.body.collect().await.unwrap().into_bytes().to_vec(),
+            }
+        })
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.scratch);
+        }
+    }
+}
+
+fn truncate_bucket(name: &str) -> String {
+    let mut name = name.to_ascii_lowercase();
+    name.truncate(63);
+    name.trim_end_matches('-').to_owned()
+}
+
+/// A string attribute (empty when absent).
+pub fn s(item: &Item, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    }
+}
+
+/// A number attribute.
+pub fn n(item: &Item, name: &str) -> f64 {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap(),
+        other => panic!("{name} is not a number: {other:?}"),
+    }
+}
