@@ -61,3 +61,12 @@ ensure_moto() {
     fi
     export MOTO_SERVER="$venv/bin/moto_server"
 }
+
+# ensure_demo_tools: the aws CLI and Pillow (the demo's sample photos) in .venv/.
+ensure_demo_tools() {
+    ensure_venv
+    if [ ! -x "$venv/bin/aws" ] || ! "$venv/bin/python" -c 'import PIL' 2>/dev/null; then
+        say "installing the aws CLI and Pillow into $venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "awscli==1.46.2" "pillow==13.0.0"
+    fi
+}
