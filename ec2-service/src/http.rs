@@ -298,3 +298,123 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
                 .render(state.queue.depth(), state.queue.is_accepting()),
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::MessageBody;
+
+    use super::*;
+
+    fn answer(error: &ServiceError) -> (u16, ErrorBody, Option<String>) {
+        let response = error.error_response();
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = response.into_body().try_into_bytes().unwrap();
+        (status, serde_json::from_slice(&body).unwrap(), retry_after)
+    }
+
+    #[test]
+    fn every_error_has_its_status_code_and_a_public_body() {
+        let io = || StoreError::Io {
+            action: "fsync",
+            path: "/var/lib/ec2-service/jobs/secret-path".into(),
+            source: std::io::Error::other("disk on fire"),
+        };
+        let cases: Vec<(ServiceError, u16, &str, bool)> = vec![
+            (
+                SignatureError::BadSignature.into(),
+                401,
+                "bad-signature",
+                false,
+            ),
+            (
+                SignatureError::ExpiredSignature {
+                    timestamp: 1,
+                    now: 1000,
+                    max_skew_secs: 300,
+                }
+                .into(),
+                401,
+                "expired-signature",
+                false,
+            ),
+            (
+                ServiceError::MalformedBody("eof".into()),
+                400,
+                "malformed-body",
+                false,
+            ),
+            (
+                ServiceError::InvalidJob {
+                    index: 0,
+                    reason: "key is empty".into(),
+                },
+                400,
+                "invalid-job",
+                false,
+            ),
+            (
+                ServiceError::WrongBucket {
+                    index: 0,
+                    bucket: "x".into(),
+                },
+                400,
+                "wrong-bucket",
+                false,
+            ),
+            (
+                ServiceError::BodyTooLarge { limit: 10 },
+                413,
+                "body-too-large",
+                false,
+            ),
+            (
+                ServiceError::QueueFull("full".into()),
+                503,
+                "queue-full",
+                true,
+            ),
+            (
+                ServiceError::ScratchFull("1 MiB".into()),
+                503,
+                "scratch-full",
+                true,
+            ),
+            (ServiceError::ShuttingDown, 503, "shutting-down", true),
+            (ServiceError::NotReady("s3".into()), 503, "not-ready", true),
+            (
+                ServiceError::ReconcileRunning,
+                409,
+                "reconcile-running",
+                false,
+            ),
+            (ServiceError::Store(io()), 500, "store-failed", false),
+            (
+                ServiceError::Internal("bug".into()),
+                500,
+                "internal-error",
+                false,
+            ),
+        ];
+        for (error, status, code, retry) in cases {
+            let (got_status, body, retry_after) = answer(&error);
+            assert_eq!((got_status, body.code.as_str()), (status, code), "{error}");
+            assert_eq!(retry_after.is_some(), retry, "{error}");
+            assert!(!body.message.is_empty());
+            assert!(
+                !body.message.contains("secret-path") && !body.message.contains("disk on fire")
+            );
+        }
+        let full: ServiceError = AdmitError::Full {
+            unfinished: 3,
+            incoming: 2,
+            capacity: 4,
+        }
+        .into();
+        assert_eq!(full.code(), "queue-full");
+        assert!(full.to_string().contains("capacity of 4"));
+    }
+}
