@@ -220,17 +220,14 @@ pub fn print_status(s: &Status) -> String {
 pub fn print_jobs(jobs: &Jobs, failed_only: bool) -> String {
     let mut out = String::new();
     let what = if failed_only {
-        "with errors"
+        "unfinished jobs with errors"
     } else {
-        "unfinished"
+        "unfinished jobs"
     };
     if jobs.pending.is_empty() {
-        out.push_str(&format!("no {what} jobs\n"));
+        out.push_str(&format!("no {what}\n"));
     } else {
-        out.push_str(&format!(
-            "{} {what} jobs (oldest first):\n",
-            jobs.pending.len()
-        ));
+        out.push_str(&format!("{} {what} (oldest first):\n", jobs.pending.len()));
         out.push_str("  STATE      TRIES  ACCEPTED                  ACTION   KEY\n");
         for p in &jobs.pending {
             let state = match p.retry_in_secs {
