@@ -72,7 +72,10 @@ pub fn serve(config: Option<&Path>) -> i32 {
         }
     };
     let config = config.map(Path::to_owned);
-    runtime.block_on(run(settings, config, watermark, log))
+    let status = runtime.block_on(run(settings, config, watermark, log));
+    // Jobs abandoned at the end of the drain stay stored; do not wait for their tasks.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    status
 }
 
 async fn run(
