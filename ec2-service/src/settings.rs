@@ -727,3 +727,109 @@ mod example_file {
         assert_eq!(loaded, Settings::default());
     }
 }
+
+#[cfg(test)]
+mod service_sections {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    fn error(pairs: &[(&str, &str)]) -> String {
+        Settings::load(None, false, env(pairs))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_daemon_sections_come_from_the_environment_and_are_validated() {
+        let s = Settings::load(
+            None,
+            false,
+            env(&[
+                ("EC2_SERVICE__SERVER__LISTEN", "127.0.0.1:9000"),
+                ("EC2_SERVICE__SERVER__QUEUE_CAPACITY", "7"),
+                ("EC2_SERVICE__AWS__ENDPOINT_URL", "http://127.0.0.1:5000"),
+                ("EC2_SERVICE__AWS__FORCE_PATH_STYLE", "true"),
+                ("EC2_SERVICE__AWS__SOURCE_BUCKET", "photos"),
+                ("EC2_SERVICE__AWS__OUTPUT_BUCKET", "variants"),
+                ("EC2_SERVICE__AWS__TABLE", "records"),
+                (
+                    "EC2_SERVICE__SIGNING__KEYS",
+                    "old:0123456789abcdef0123456789abcdef, new:fedcba9876543210fedcba9876543210",
+                ),
+                ("EC2_SERVICE__LOG__FORMAT", "json"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.listen, "127.0.0.1:9000");
+        assert_eq!(s.server.queue_capacity, 7);
+        assert_eq!(s.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert!(s.aws.force_path_style);
+        assert_eq!(s.log.format, LogFormat::Json);
+        s.validate_for_serve().unwrap();
+        let keys = s.signing.key_set().unwrap();
+        assert_eq!(keys.ids().collect::<Vec<_>>(), ["new", "old"]);
+        assert!(
+            !format!("{s:?}").contains("0123456789abcdef"),
+            "secrets never print"
+        );
+        assert!(s.concurrency() >= 1 && s.render_threads() >= 1);
+
+        assert!(error(&[("EC2_SERVICE__SERVER__LISTEN", "8080")]).contains("server.listen"));
+        assert!(error(&[("EC2_SERVICE__ADMIN__LISTEN", "0.0.0.0:8081")]).contains("loopback"));
+        assert!(
+            error(&[("EC2_SERVICE__SERVER__QUEUE_CAPACITY", "0")])
+                .contains("server.queue_capacity")
+        );
+        assert!(error(&[("EC2_SERVICE__SCRATCH__DIR", "relative/dir")]).contains("scratch.dir"));
+        assert!(
+            error(&[("EC2_SERVICE__AWS__DERIVED_PREFIX", "variants")])
+                .contains("aws.derived_prefix")
+        );
+        assert!(
+            error(&[("EC2_SERVICE__AWS__ENDPOINT_URL", "localhost:5000")])
+                .contains("aws.endpoint_url")
+        );
+        assert!(error(&[("EC2_SERVICE__LOG__LEVEL", "info,=x=y")]).contains("log.level"));
+        assert!(error(&[("EC2_SERVICE__LOG__FORMAT", "xml")]).contains("xml"));
+        assert!(
+            error(&[("EC2_SERVICE__RETRY__BASE_DELAY_MS", "999999999")])
+                .contains("retry.base_delay_ms")
+        );
+        let bad_key = error(&[("EC2_SERVICE__SIGNING__KEYS", "k1:tooshort")]);
+        assert!(
+            bad_key.contains("signing.keys") && !bad_key.contains("tooshort"),
+            "{bad_key}"
+        );
+        assert!(error(&[("EC2_SERVICE__SIGNING__KEYS", "no-colon")]).contains("KEYID:SECRET"));
+
+        let defaults = Settings::default();
+        assert!(
+            defaults
+                .validate_for_serve()
+                .unwrap_err()
+                .contains("aws.source_bucket")
+        );
+        let same = Settings {
+            aws: AwsSettings {
+                source_bucket: "b".into(),
+                output_bucket: "b".into(),
+                table: "t".into(),
+                ..AwsSettings::default()
+            },
+            ..Settings::default()
+        };
+        assert!(
+            same.validate_for_serve()
+                .unwrap_err()
+                .contains("aws.output_bucket")
+        );
+    }
+}

@@ -302,6 +302,7 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.scratch);
+            let _ = std::fs::remove_file(self.scratch.with_extension("toml"));
         }
     }
 }
