@@ -213,3 +213,51 @@ fn sigterm_finishes_the_job_in_flight_and_leaves_the_rest_stored() {
     }
     wait_no_stored_jobs(&fx);
 }
+
+#[test]
+fn systemd_is_told_ready_pinged_by_the_watchdog_and_told_stopping() {
+    use std::os::unix::net::UnixDatagram;
+
+    let fx = Fixture::new("notify");
+    let path = fx.scratch.with_extension("sock");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let manager = UnixDatagram::bind(&path).unwrap();
+    manager.set_read_timeout(Some(WAIT)).unwrap();
+    let socket = path.display().to_string();
+    let mut daemon = Daemon::start(
+        &fx,
+        &moto().endpoint(),
+        "",
+        &[("NOTIFY_SOCKET", &socket), ("WATCHDOG_USEC", "200000")],
+    );
+    let mut buffer = [0u8; 1024];
+    let mut receive = || {
+        let n = manager.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let first = receive();
+    assert!(
+        first.starts_with("READY=1\nSTATUS=serving on "),
+        "{first:?}"
+    );
+    // WATCHDOG_USEC=200000: a ping every 100 ms.
+    let started = Instant::now();
+    assert_eq!(receive(), "WATCHDOG=1");
+    assert_eq!(receive(), "WATCHDOG=1");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    daemon.signal("TERM");
+    let stopping = loop {
+        let message = receive();
+        if message != "WATCHDOG=1" {
+            break message;
+        }
+    };
+    assert!(
+        stopping.starts_with("STOPPING=1\nSTATUS=draining"),
+        "{stopping:?}"
+    );
+    assert!(daemon.wait(WAIT).success());
+    std::fs::remove_file(&path).unwrap();
+}
