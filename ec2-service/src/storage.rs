@@ -264,10 +264,22 @@ impl Storage {
         Ok(())
     }
 
-    /// Removes every object under `prefix` (a source's variants). Returns how many.
-    pub async fn delete_prefix(&self, bucket: &str, prefix: &str) -> Result<usize, StorageError> {
+    /// Removes a source's variants: the objects directly under `prefix`
+    /// ([`variants_prefix`]) except those named in `keep`. Deeper keys are left alone: they
+    /// are the variants of another source whose key continues with a `/`
+    /// (`a.jpg/b.jpg`). Returns how many were removed.
+    pub async fn delete_variants(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        keep: &[&str],
+    ) -> Result<usize, StorageError> {
         let objects = self.list(bucket, prefix, usize::MAX).await?;
-        for object in &objects {
+        let mut removed = 0;
+        for object in objects
+            .iter()
+            .filter(|o| is_direct_child(prefix, &o.key) && !keep.contains(&o.key.as_str()))
+        {
             self.client
                 .delete_object()
                 .bucket(bucket)
@@ -275,8 +287,9 @@ impl Storage {
                 .send()
                 .await
                 .map_err(Self::sdk("DeleteObject"))?;
+            removed += 1;
         }
-        Ok(objects.len())
+        Ok(removed)
     }
 
     /// Lists up to `max` objects under `prefix`, in key order.
@@ -355,6 +368,12 @@ pub fn variants_prefix(prefix: &str, source_key: &str) -> String {
     format!("{prefix}{source_key}/")
 }
 
+/// Whether `key` is directly under `prefix` (a variant name has no `/`).
+fn is_direct_child(prefix: &str, key: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +385,20 @@ mod tests {
             "variants/uploads/red flower+1 ü.jpg/thumb.jpg"
         );
         assert_eq!(variants_prefix("variants/", "a.jpg"), "variants/a.jpg/");
+        // The variants of "a.jpg" are not those of "a.jpg/b.jpg".
+        assert!(is_direct_child(
+            "variants/a.jpg/",
+            "variants/a.jpg/thumb.jpg"
+        ));
+        assert!(!is_direct_child(
+            "variants/a.jpg/",
+            "variants/a.jpg/b.jpg/thumb.jpg"
+        ));
+        assert!(!is_direct_child("variants/a.jpg/", "variants/a.jpg/"));
+        assert!(!is_direct_child(
+            "variants/a.jpg/",
+            "variants/a.jpg2/thumb.jpg"
+        ));
         assert_eq!(
             utf8_percent_encode("uploads/red flower+ü.jpg", METADATA_VALUE).to_string(),
             "uploads/red%20flower%2B%C3%BC.jpg"

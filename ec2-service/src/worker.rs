@@ -2,8 +2,8 @@
 //! stages of one job with its failure handling.
 //!
 //! One attempt of a job: claim the record → for `process`: HEAD (size limit before any
-//! download) → stream to the scratch disk → render on the pool → PUT every variant → write
-//! DONE; for `delete`: remove the variants → write DELETED. The scratch file is removed at
+//! download) → stream to the scratch disk → render on the pool → PUT every variant (and
+//! remove those an earlier recipe made that this one does not) → write DONE; for `delete`: remove the variants → write DELETED. The scratch file is removed at
 //! the end of every attempt.
 //!
 //! Failures: a transient one (throttling, 5xx, timeouts, connection errors) puts the job
@@ -453,7 +453,17 @@ async fn process(
                     first_error.get_or_insert(e);
                 }
             }
-            first_error.map_or(Ok(()), Err)
+            if let Some(error) = first_error {
+                return Err(error);
+            }
+            // Variants an earlier recipe made and this one does not: removed, so that the
+            // output bucket holds what the record lists.
+            let keep: Vec<&str> = variants.iter().map(|v| v.key.as_str()).collect();
+            let prefix = variants_prefix(&ctx.derived_prefix, &request.key);
+            ctx.storage
+                .delete_variants(&ctx.output_bucket, &prefix, &keep)
+                .await
+                .map(|_| ())
         })
         .await?;
     ctx.metrics.bytes_out(bytes_out);
@@ -471,7 +481,8 @@ async fn delete(ctx: &Context, job: &Job, timings: &mut Timings) -> Result<usize
     let removed = timings
         .time(
             Stage::Upload,
-            ctx.storage.delete_prefix(&ctx.output_bucket, &prefix),
+            ctx.storage
+                .delete_variants(&ctx.output_bucket, &prefix, &[]),
         )
         .await?;
     Ok(removed)

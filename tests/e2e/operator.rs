@@ -186,8 +186,14 @@ fn sighup_reloads_the_recipe_and_the_log_level_without_dropping_jobs() {
     daemon.submit(&[fx.put_job("a.jpg", None, None)]);
     fx.wait_status("a.jpg", "DONE", WAIT);
 
+    assert_eq!(fx.output_keys("variants/a.jpg/").len(), 2);
+    // The new recipe drops the thumbnail.
     let text = config_text(&fx, &moto().endpoint(), "")
         .replace("version = \"e2e-1\"", "version = \"e2e-2\"")
+        .replace(
+            "[[recipe.variants]]\nname = \"thumb\"\nwidth = 128\nheight = 128\nfit = \"cover\"\nformat = \"webp\"\nquality = 70\n",
+            "",
+        )
         .replace("level = \"info,aws_config=warn\"", "level = \"debug,aws_config=warn,aws_smithy_runtime=info,aws_smithy_http_client=info,hyper_util=info,aws_runtime=info,actix_server=info\"");
     std::fs::write(&daemon.config, text).unwrap();
     daemon.signal("HUP");
@@ -205,6 +211,11 @@ fn sighup_reloads_the_recipe_and_the_log_level_without_dropping_jobs() {
     fx.wait_until("a.jpg", WAIT, |r| {
         s(r, "RecipeVersion") == "e2e-2" && s(r, "Status") == "DONE"
     });
+    assert_eq!(
+        fx.output_keys("variants/a.jpg/"),
+        ["variants/a.jpg/large.jpg"],
+        "the variant the recipe no longer has is removed"
+    );
     let debug = daemon
         .logs()
         .iter()

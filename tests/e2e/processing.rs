@@ -312,15 +312,24 @@ fn a_delete_removes_the_variants_and_marks_the_record_deleted() {
     daemon.submit(&[fx.put_job(key, Some("0A"), None)]);
     fx.wait_status(key, "DONE", WAIT);
     assert_eq!(fx.output_keys(&format!("variants/{key}/")).len(), 2);
-    // Another source whose key starts the same must keep its variants.
-    fx.put_source("gone soon.jpg2", &photo(96, 64));
-    daemon.submit(&[fx.put_job("gone soon.jpg2", Some("0A"), None)]);
-    fx.wait_status("gone soon.jpg2", "DONE", WAIT);
+    // Other sources whose keys start the same must keep their variants, including one
+    // whose variants live below this one's prefix.
+    for other in ["gone soon.jpg2", "gone soon.jpg/nested.jpg"] {
+        fx.put_source(other, &photo(96, 64));
+        daemon.submit(&[fx.put_job(other, Some("0A"), None)]);
+        fx.wait_status(other, "DONE", WAIT);
+    }
 
     fx.delete_source(key);
     daemon.submit(&[fx.delete_job(key, Some("0B"), None)]);
     let record = fx.wait_status(key, "DELETED", WAIT);
-    assert!(fx.output_keys(&format!("variants/{key}/")).is_empty());
+    assert_eq!(
+        fx.output_keys(&format!("variants/{key}/")),
+        [
+            "variants/gone soon.jpg/nested.jpg/large.jpg",
+            "variants/gone soon.jpg/nested.jpg/thumb.webp"
+        ]
+    );
     assert!(list(&record, "Variants").is_empty());
     assert_eq!(fx.output_keys("variants/gone soon.jpg2/").len(), 2);
     assert_eq!(

@@ -202,6 +202,8 @@ impl Daemon {
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Kept before anyone is told about it, so that `logs()` already has it.
+                sink.lock().unwrap().push(line.clone());
                 if let Some(sender) = &tx
                     && let Ok(event) = serde_json::from_str::<Value>(&line)
                     && event["message"] == "ready"
@@ -212,7 +214,6 @@ impl Daemon {
                     ));
                     tx = None;
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let mut daemon = Daemon {
