@@ -5,11 +5,14 @@
 //! - `accept`: signatures, malformed bodies, the bounded queue.
 //! - `processing`: variants and records, keys, idempotence, ordering, failures, deletes.
 //! - `resilience`: SIGKILL and restart, an outage of the server, SIGTERM drain, SIGHUP.
+//! - `pipeline`: the whole path from an S3 upload: notification, SQS, the forwarder
+//!   (through `local-pump`), the daemon, variants and records.
 //! - `operator`: the CLI (status, jobs, reprocess, reconcile), health and metrics, and
 //!   configuration errors.
 
 mod accept;
 mod operator;
+mod pipeline;
 mod processing;
 mod resilience;
 mod support;

@@ -14,8 +14,6 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_s3::primitives::ByteStream;
 use pipeline_contract::{JobAction, JobRequest, SigningKey};
 
-use super::moto::moto;
-
 pub const KEY_ID: &str = "forwarder-1";
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef-e2e";
 
@@ -37,6 +35,7 @@ pub struct Fixture {
     pub table: String,
     pub scratch: PathBuf,
     runtime: tokio::runtime::Runtime,
+    sdk: aws_config::SdkConfig,
     s3: aws_sdk_s3::Client,
     dynamodb: aws_sdk_dynamodb::Client,
 }
@@ -59,28 +58,15 @@ impl Fixture {
             .enable_all()
             .build()
             .unwrap();
-        ec2_service::aws::install_crypto_provider();
-        let (s3, dynamodb) = runtime.block_on(async {
-            let http = aws_smithy_http_client::Builder::new()
-                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build_https();
-            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .http_client(http)
-                .region(aws_config::Region::new("us-east-1"))
-                .endpoint_url(moto().endpoint())
-                .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                    "testing", "testing", None, None, "e2e",
-                ))
-                .load()
-                .await;
+        let (sdk, s3, dynamodb) = runtime.block_on(async {
+            let sdk = super::moto::sdk_config().await;
             let s3 = aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&sdk)
                     .force_path_style(true)
                     .build(),
             );
-            (s3, aws_sdk_dynamodb::Client::new(&sdk))
+            let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+            (sdk, s3, dynamodb)
         });
         let fixture = Fixture {
             source_bucket: truncate_bucket(&format!("src-{unique}")),
@@ -89,6 +75,7 @@ impl Fixture {
             scratch: std::env::temp_dir().join(format!("ec2-service-e2e-{unique}")),
             name: unique,
             runtime,
+            sdk,
             s3,
             dynamodb,
         };
@@ -197,6 +184,111 @@ impl Fixture {
             event_name: "ObjectRemoved:Delete".to_owned(),
             ..self.put_job(key, sequencer, event_time)
         }
+    }
+
+    /// Uploads a source in parts of `part_size` bytes (S3's minimum is 5 MiB for all but
+    /// the last); returns its ETag (`"...-N"` for N parts).
+    pub fn put_source_multipart(&self, key: &str, bytes: &[u8], part_size: usize) -> String {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        self.runtime.block_on(async {
+            let upload = self
+                .s3
+                .create_multipart_upload()
+                .bucket(&self.source_bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("create multipart upload {key}: {e:?}"));
+            let upload_id = upload.upload_id().expect("an upload id");
+            let mut parts = Vec::new();
+            for (i, chunk) in bytes.chunks(part_size).enumerate() {
+                let number = i as i32 + 1;
+                let part = self
+                    .s3
+                    .upload_part()
+                    .bucket(&self.source_bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(chunk.to_vec()))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("upload part {number} of {key}: {e:?}"));
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .e_tag(part.e_tag().unwrap_or_default())
+                        .build(),
+                );
+            }
+            let done = self
+                .s3
+                .complete_multipart_upload()
+                .bucket(&self.source_bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("complete multipart upload {key}: {e:?}"));
+            done.e_tag().unwrap_or_default().to_owned()
+        })
+    }
+
+    /// The SDK configuration pointing at moto (for clients of other services).
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        &self.sdk
+    }
+
+    /// Runs `future` on this fixture's runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Sends S3's notifications for created and removed objects under `prefix` of the
+    /// source bucket to the queue `queue_arn`, as the stack wires them.
+    pub fn notify_queue(&self, queue_arn: &str, prefix: &str) {
+        use aws_sdk_s3::types::{
+            Event, FilterRule, FilterRuleName, NotificationConfiguration,
+            NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+        };
+        let queue = QueueConfiguration::builder()
+            .queue_arn(queue_arn)
+            .events(Event::from("s3:ObjectCreated:*"))
+            .events(Event::from("s3:ObjectRemoved:*"))
+            .filter(
+                NotificationConfigurationFilter::builder()
+                    .key(
+                        S3KeyFilter::builder()
+                            .filter_rules(
+                                FilterRule::builder()
+                                    .name(FilterRuleName::Prefix)
+                                    .value(prefix)
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        self.runtime.block_on(async {
+            self.s3
+                .put_bucket_notification_configuration()
+                .bucket(&self.source_bucket)
+                .notification_configuration(
+                    NotificationConfiguration::builder()
+                        .queue_configurations(queue)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put bucket notification: {e:?}"));
+        });
     }
 
     pub fn delete_source(&self, key: &str) {

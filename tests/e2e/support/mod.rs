@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod fixture;
 pub mod moto;
+pub mod pipeline;
 pub mod proxy;
 
 /// The pipeline tests' image helpers (rasters, EXIF), shared rather than copied.
