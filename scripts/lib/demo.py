@@ -2,10 +2,12 @@
 every upload's final record, then writes demo-output/ (records.json, index.html) and
 prints the summary table.
 
-usage: demo.py wait UPLOADS_JSON TABLE TIMEOUT_SECS
+usage: demo.py upload PHOTO_DIR BUCKET PREFIX UPLOADS_JSON
+       demo.py wait UPLOADS_JSON TABLE TIMEOUT_SECS
        demo.py report UPLOADS_JSON TABLE OUTPUT_BUCKET OUT_DIR
-UPLOADS_JSON maps each source key to the time its upload finished (unix seconds); `wait`
-adds when its final record was first seen.
+`upload` puts every file of PHOTO_DIR (not its subdirectories) under PREFIX, multipart
+above 8 MiB, and writes UPLOADS_JSON: each key with the time its upload finished (unix
+seconds). `wait` adds when its final record was written (the record's ProcessedAt).
 """
 import html
 import json
@@ -17,6 +19,8 @@ from decimal import Decimal
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
+from boto3.s3.transfer import TransferConfig
+from datetime import datetime
 
 FINAL = {"DONE", "FAILED"}
 
@@ -53,6 +57,34 @@ def plain(item):
     return fix(value)
 
 
+def upload(photo_dir, bucket, prefix, uploads_path):
+    s3 = boto3.client("s3")
+    config = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024)
+    uploads = {}
+    for name in sorted(os.listdir(photo_dir)):
+        path = os.path.join(photo_dir, name)
+        if not os.path.isfile(path):
+            continue
+        key = prefix + name
+        s3.upload_file(path, bucket, key, Config=config)
+        uploads[key] = time.time()
+    with open(uploads_path, "w") as f:
+        json.dump(uploads, f)
+    if not uploads:
+        print(f"no files in {photo_dir}", file=sys.stderr)
+        return 1
+    print(f"{len(uploads)} uploads", file=sys.stderr)
+    return 0
+
+
+def finished_at(record, fallback):
+    """When the record was written, from its ProcessedAt (RFC 3339, UTC)."""
+    try:
+        return datetime.fromisoformat(record["ProcessedAt"].replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError, AttributeError):
+        return fallback
+
+
 def wait(uploads_path, table, timeout):
     uploads = json.load(open(uploads_path))
     seen = {}
@@ -64,7 +96,7 @@ def wait(uploads_path, table, timeout):
         for key in uploads:
             r = records.get(key)
             if key not in seen and r and r.get("Status") in FINAL:
-                seen[key] = now
+                seen[key] = finished_at(r, now)
         done = len(seen)
         failed = sum(1 for k in seen if records[k].get("Status") == "FAILED")
         line = f"{done}/{len(uploads)} final records ({failed} failed)"
@@ -149,6 +181,8 @@ figcaption {{ color: #555; font-size: 12px; }}
 
 if __name__ == "__main__":
     cmd = sys.argv[1]
+    if cmd == "upload":
+        sys.exit(upload(*sys.argv[2:6]))
     if cmd == "wait":
         sys.exit(wait(sys.argv[2], sys.argv[3], float(sys.argv[4])))
     if cmd == "report":
