@@ -726,6 +726,72 @@ mod example_file {
         let loaded = Settings::load(Some(&path), true, Some(HashMap::new())).unwrap();
         assert_eq!(loaded, Settings::default());
     }
+
+    /// The production file the stack installs (systemd/config.toml), with its placeholders
+    /// filled as systemd/install-release.sh fills them and the signing keys from the
+    /// environment as secrets.env gives them, is what `serve` accepts; and it only differs
+    /// from the defaults where it says so.
+    #[test]
+    fn production_config_loads_for_serve() {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let text = std::fs::read_to_string(workspace.join("systemd/config.toml")).unwrap();
+        let installer =
+            std::fs::read_to_string(workspace.join("systemd/install-release.sh")).unwrap();
+        let values = [
+            ("@REGION@", "eu-west-1"),
+            ("@MEMORY_BUDGET_BYTES@", "2576980377"),
+            (
+                "@SOURCE_BUCKET@",
+                "image-pipeline-prod-source-123456789012-eu-west-1",
+            ),
+            (
+                "@OUTPUT_BUCKET@",
+                "image-pipeline-prod-output-123456789012-eu-west-1",
+            ),
+            ("@TABLE@", "pipeline-prod-RecordTable-1ABC"),
+        ];
+        let mut filled = text.clone();
+        for (placeholder, value) in values {
+            assert!(
+                installer.contains(&format!("s|{placeholder}|")),
+                "install-release.sh does not fill {placeholder}"
+            );
+            filled = filled.replace(placeholder, value);
+        }
+        let left: Vec<&str> = filled
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && l.contains('@'))
+            .collect();
+        assert!(left.is_empty(), "placeholders nobody fills: {left:?}");
+
+        let dir =
+            std::env::temp_dir().join(format!("ec2-service-prod-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, filled).unwrap();
+        let secret = "Q7wWx2sV9kTz4mNc8bLr1pYd6hFg3jKa5eUo0iRt2yHq7vXn";
+        let env = HashMap::from([(
+            "EC2_SERVICE__SIGNING__KEYS".to_owned(),
+            format!("k1:{secret}"),
+        )]);
+        let loaded = Settings::load(Some(&path), true, Some(env));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let loaded = loaded.unwrap();
+        loaded.validate_for_serve().unwrap();
+
+        let mut expected = Settings::default();
+        expected.server.listen = "0.0.0.0:8080".to_owned();
+        expected.server.drain_secs = 60;
+        expected.server.memory_budget_bytes = 2_576_980_377;
+        expected.scratch.dir = PathBuf::from("/var/lib/ec2-service");
+        expected.aws.region = Some("eu-west-1".to_owned());
+        expected.aws.source_bucket = values[2].1.to_owned();
+        expected.aws.output_bucket = values[3].1.to_owned();
+        expected.aws.table = values[4].1.to_owned();
+        expected.signing = loaded.signing.clone();
+        assert_eq!(loaded, expected);
+        assert_eq!(loaded.signing.key_set().unwrap().len(), 1);
+    }
 }
 
 #[cfg(test)]
