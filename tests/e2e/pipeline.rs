@@ -11,7 +11,9 @@ use ec2_service::pipeline::orient::{Orientation, orient};
 use ec2_service::pipeline::{Layout, Raster};
 
 use crate::support::fixture::{Item, n, s};
-use crate::support::images::{ExifBuilder, close, decode, encode_with_image, jpeg_with_exif, mean};
+use crate::support::images::{
+    ExifBuilder, close, decode, encode_with_image, jpeg_with_exif, mean, quadrants_of,
+};
 use crate::support::pipeline::{PREFIX, Pipeline, VISIBILITY_TIMEOUT_SECS};
 use crate::support::{bomb, photo};
 
@@ -82,23 +84,7 @@ fn assert_done(p: &Pipeline, key: &str, width: u32, height: u32) -> Raster {
     decoded_large.expect("a large variant")
 }
 
-/// `width`x`height`, four quadrants: red, green / blue, white.
-fn quadrants(width: u32, height: u32) -> Raster {
-    let mut data = Vec::with_capacity((width * height * 3) as usize);
-    for y in 0..height {
-        for x in 0..width {
-            data.extend(match (x < width / 2, y < height / 2) {
-                (true, true) => [230, 20, 20],
-                (false, true) => [20, 200, 20],
-                (true, false) => [20, 20, 230],
-                (false, false) => [250, 250, 250],
-            });
-        }
-    }
-    Raster::new(width, height, Layout::Rgb, data)
-}
-
-/// Asserts the four quadrant colours of an upright rendering of [`quadrants`].
+/// Asserts the four quadrant colours of an upright rendering of [`quadrants_of`].
 fn assert_upright(r: &Raster, what: &str) {
     let (w, h) = (r.width, r.height);
     let q = |x0, y0| mean(r, x0 + w / 8, y0 + h / 8, x0 + w * 3 / 8, y0 + h * 3 / 8);
@@ -136,7 +122,7 @@ fn noise_png(width: u32, height: u32) -> Vec<u8> {
 fn a_camera_jpeg_is_turned_upright_and_its_camera_fields_recorded() {
     let p = Pipeline::start("camera", "");
     // Stored sideways with orientation 6 (rotate 90° clockwise to view), as phones do.
-    let upright = quadrants(1200, 800);
+    let upright = quadrants_of(1200, 800);
     let stored = orient(upright, Orientation::from_exif(Some(8)));
     assert_eq!((stored.width, stored.height), (800, 1200));
     let jpeg = jpeg_with_exif(
@@ -193,7 +179,7 @@ fn png_with_alpha_webp_and_animated_gif_each_get_variants_and_a_record() {
         &Raster::new(w, h, Layout::Rgba, rgba),
         image::ImageFormat::Png,
     );
-    let webp = encode_with_image(&quadrants(640, 480), image::ImageFormat::WebP);
+    let webp = encode_with_image(&quadrants_of(640, 480), image::ImageFormat::WebP);
     let mut gif = Vec::new();
     {
         let frame = |rgb: [u8; 3]| {

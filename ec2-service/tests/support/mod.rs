@@ -7,11 +7,15 @@ use ec2_service::pipeline::{Fit, Layout, OutputFormat, Raster, Recipe, VariantSp
 /// 120x80, four quadrants: red, green / blue, white. Any rotation or mirror moves
 /// the colors to other corners.
 pub fn quadrants() -> Raster {
-    let (w, h) = (120u32, 80u32);
-    let mut data = Vec::new();
-    for y in 0..h {
-        for x in 0..w {
-            data.extend(match (x < w / 2, y < h / 2) {
+    quadrants_of(120, 80)
+}
+
+/// [`quadrants`] at `width`x`height`.
+pub fn quadrants_of(width: u32, height: u32) -> Raster {
+    let mut data = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            data.extend(match (x < width / 2, y < height / 2) {
                 (true, true) => [230, 20, 20],
                 (false, true) => [20, 200, 20],
                 (true, false) => [20, 20, 230],
@@ -19,7 +23,7 @@ pub fn quadrants() -> Raster {
             });
         }
     }
-    Raster::new(w, h, Layout::Rgb, data)
+    Raster::new(width, height, Layout::Rgb, data)
 }
 
 /// Mean color of a rectangle.
