@@ -280,16 +280,13 @@ async fn cold_start_init_time() {
     );
 }
 
-/// The SSM path of cold start, against a moto server (`moto_server -H 127.0.0.1 -p 5000`,
-/// PyPI `moto[server]==5.2.5`) named by `MOTO_ENDPOINT`, e.g. `http://127.0.0.1:5000`:
-/// the secret is read once from an SSM SecureString through the real SDK code path, and a
-/// missing parameter fails cold start naming it. Ignored by default because it needs that
-/// server: `MOTO_ENDPOINT=http://127.0.0.1:5000 cargo test -p lambda-forwarder --test
-/// forwarder -- --ignored --nocapture ssm`.
+/// The SSM path of cold start, against the moto server process the harness starts (the
+/// project's pinned `moto[server]==5.2.5` in `.venv`, installed by `scripts/test`, or
+/// `MOTO_SERVER`): the secret is read once from an SSM SecureString through the real SDK
+/// code path, and a missing parameter fails cold start naming it.
 #[tokio::test]
-#[ignore = "needs a moto server named by MOTO_ENDPOINT"]
 async fn bootstrap_reads_its_signing_key_from_ssm_once_at_cold_start() {
-    let endpoint = std::env::var("MOTO_ENDPOINT").expect("MOTO_ENDPOINT is set");
+    let endpoint = crate::moto::moto().endpoint();
     let parameter = format!("/pipeline/test/signing-key-{}", std::process::id());
     lambda_forwarder::install_crypto_provider();
     let put = reqwest::Client::new()

@@ -59,7 +59,7 @@ impl Fixture {
             .build()
             .unwrap();
         let (sdk, s3, dynamodb) = runtime.block_on(async {
-            let sdk = super::moto::sdk_config().await;
+            let sdk = sdk_config().await;
             let s3 = aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&sdk)
                     .force_path_style(true)
@@ -419,4 +419,25 @@ pub fn n(item: &Item, name: &str) -> f64 {
         Some(AttributeValue::N(v)) => v.parse().unwrap(),
         other => panic!("{name} is not a number: {other:?}"),
     }
+}
+
+/// The SDK configuration for the shared server: its endpoint, a region and test
+/// credentials, rustls over ring. Loaded inside the runtime that will use the clients
+/// (their connection pools live on it).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    ec2_service::aws::install_crypto_provider();
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(super::moto::moto().endpoint())
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "e2e",
+        ))
+        .load()
+        .await
 }

@@ -1,4 +1,5 @@
-//! One moto server for the whole test binary, started on loopback on first use.
+//! One moto server for the whole test binary, started on loopback on first use. Only the
+//! standard library: the forwarder's tests include this file too (`#[path]`).
 //!
 //! It runs under a small `sh` wrapper that kills it when our end of its stdin closes, so
 //! that it goes away with this process however the process ends (even `kill -9`). Tests
@@ -90,15 +91,7 @@ fn start() -> Moto {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let ready = ec2_service::http_client::request(
-            addr,
-            "GET",
-            "/moto-api/",
-            &[],
-            b"",
-            Duration::from_secs(2),
-        )
-        .is_ok_and(|r| r.status == 200);
+        let ready = answers(addr, "/moto-api/");
         if ready {
             break;
         }
@@ -114,23 +107,17 @@ fn start() -> Moto {
     }
 }
 
-/// The SDK configuration for the shared server: its endpoint, a region and test
-/// credentials, rustls over ring. Loaded inside the runtime that will use the clients
-/// (their connection pools live on it).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    ec2_service::aws::install_crypto_provider();
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto().endpoint())
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing", "testing", None, None, "e2e",
-        ))
-        .load()
-        .await
+/// Whether `GET path` answers 200 within a couple of seconds.
+fn answers(addr: SocketAddr, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }

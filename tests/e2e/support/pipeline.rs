@@ -11,8 +11,8 @@ use lambda_forwarder::config as vars;
 use local_pump::{Pump, Settings};
 
 use super::daemon::Daemon;
-use super::fixture::{Fixture, KEY_ID, SECRET};
-use super::moto::{moto, sdk_config};
+use super::fixture::{Fixture, KEY_ID, SECRET, sdk_config};
+use super::moto::moto;
 
 /// The prefix the notification and the forwarder watch.
 pub const PREFIX: &str = "uploads/";
