@@ -35,7 +35,7 @@ def scenery(w, h, hue_shift=0):
     for i, color in enumerate([(70, 110, 80), (50, 90, 60), (30, 70, 45)]):
         base = h * (0.55 + 0.13 * i)
         points = [(0, h)]
-        for x in range(0, w + 1, max(1, w // 40)):
+        for x in [*range(0, w, max(1, w // 40)), w]:
             y = base - h * 0.08 * math.sin(x / w * math.pi * (2 + i) + i) - random.random() * h * 0.01
             points.append((x, y))
         points.append((w, h))
