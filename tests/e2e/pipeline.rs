@@ -120,7 +120,7 @@ fn noise_png(width: u32, height: u32) -> Vec<u8> {
 
 #[test]
 fn a_camera_jpeg_is_turned_upright_and_its_camera_fields_recorded() {
-    let p = Pipeline::start("camera", "");
+    let p = Pipeline::start("camera");
     // Stored sideways with orientation 6 (rotate 90° clockwise to view), as phones do.
     let upright = quadrants_of(1200, 800);
     let stored = orient(upright, Orientation::from_exif(Some(8)));
@@ -162,7 +162,7 @@ fn a_camera_jpeg_is_turned_upright_and_its_camera_fields_recorded() {
 
 #[test]
 fn png_with_alpha_webp_and_animated_gif_each_get_variants_and_a_record() {
-    let p = Pipeline::start("formats", "");
+    let p = Pipeline::start("formats");
     // PNG: opaque red left half, fully transparent right half.
     let (w, h) = (300u32, 200u32);
     let mut rgba = Vec::new();
@@ -242,7 +242,7 @@ fn png_with_alpha_webp_and_animated_gif_each_get_variants_and_a_record() {
 
 #[test]
 fn a_20_mb_multipart_upload_gives_one_record() {
-    let p = Pipeline::start("multipart", "");
+    let p = Pipeline::start("multipart");
     let png = noise_png(2600, 2600);
     assert!(png.len() > 20_000_000, "{} bytes", png.len());
     let key = "uploads/big/panorama.png";
@@ -286,7 +286,7 @@ fn a_20_mb_multipart_upload_gives_one_record() {
 
 #[test]
 fn keys_with_spaces_plus_hash_parentheses_percent_and_non_ascii_arrive_exactly() {
-    let p = Pipeline::start("tricky-keys", "");
+    let p = Pipeline::start("tricky-keys");
     let keys = [
         "uploads/red flower.jpg",
         "uploads/1+1=2 (copy) #3.jpg",
@@ -307,7 +307,7 @@ fn keys_with_spaces_plus_hash_parentheses_percent_and_non_ascii_arrive_exactly()
 
 #[test]
 fn hostile_files_end_failed_with_their_code_and_nothing_is_lost() {
-    let p = Pipeline::start("hostile", "");
+    let p = Pipeline::start("hostile");
     let mut truncated = photo(400, 300);
     truncated.truncate(truncated.len() / 2);
     let cases: [(&str, Vec<u8>, &str); 4] = [
@@ -341,7 +341,7 @@ fn hostile_files_end_failed_with_their_code_and_nothing_is_lost() {
 
 #[test]
 fn deleting_a_source_removes_its_variants_and_marks_its_record_deleted() {
-    let p = Pipeline::start("delete", "");
+    let p = Pipeline::start("delete");
     let key = "uploads/to be deleted.jpg";
     let kept = "uploads/to be deleted.jpg/kept.jpg";
     p.fx.put_source(key, &photo(320, 240));
@@ -369,7 +369,7 @@ fn deleting_a_source_removes_its_variants_and_marks_its_record_deleted() {
 
 #[test]
 fn uploads_made_while_the_daemon_is_down_come_back_from_the_queue_and_finish() {
-    let mut p = Pipeline::start("daemon-down", "");
+    let mut p = Pipeline::start("daemon-down");
     p.stop_daemon();
     let key = "uploads/while down.jpg";
     p.fx.put_source(key, &photo(300, 200));
@@ -389,7 +389,7 @@ fn uploads_made_while_the_daemon_is_down_come_back_from_the_queue_and_finish() {
 
 #[test]
 fn a_burst_of_200_uploads_all_end_done_once() {
-    let p = Pipeline::start("burst", "");
+    let p = Pipeline::start("burst");
     let keys: Vec<String> = (0..200)
         .map(|i| format!("{PREFIX}burst/{i:03}.jpg"))
         .collect();

@@ -36,9 +36,8 @@ struct PumpThread {
 }
 
 impl Pipeline {
-    /// A fresh world (buckets, table, queue, notification), the daemon with `extra` config
-    /// sections, and the pump.
-    pub fn start(name: &str, extra: &str) -> Pipeline {
+    /// A fresh world (buckets, table, queue, notification), the daemon, and the pump.
+    pub fn start(name: &str) -> Pipeline {
         let fx = Fixture::new(name);
         let sqs = aws_sdk_sqs::Client::new(fx.sdk());
         let mut queue_name = format!("events-{}", fx.name);
@@ -69,7 +68,7 @@ impl Pipeline {
             (url, arn)
         });
         fx.notify_queue(&queue_arn, PREFIX);
-        let daemon = Daemon::start(&fx, &moto().endpoint(), extra, &[]);
+        let daemon = Daemon::start(&fx, &moto().endpoint(), "", &[]);
         let pump = PumpThread::start(&format!("http://{}", daemon.addr), &queue_url);
         Pipeline {
             fx,
@@ -138,23 +137,6 @@ impl Pipeline {
             &[("EC2_SERVICE__SERVER__LISTEN", &listen)],
         );
         assert_eq!(self.daemon.addr.to_string(), listen);
-    }
-
-    /// Waits until the daemon has logged `count` "job finished" lines; returns them.
-    pub fn wait_finished(&self, count: usize, timeout: Duration) -> Vec<serde_json::Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let finished = self.daemon.events("job finished");
-            if finished.len() >= count {
-                return finished;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {count} jobs finished after {timeout:?}: {finished:#?}",
-                finished.len()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     /// Stops the pump (the batch in hand is finished first).
