@@ -54,6 +54,15 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The AWS SDK's HTTPS client: rustls with ring, like the call to the daemon.
+pub fn sdk_https_client() -> aws_sdk_ssm::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// JSON logs to stdout (what CloudWatch wants), one object per line. The level comes from
 /// `AWS_LAMBDA_LOG_LEVEL` (Lambda's logging controls), else `RUST_LOG`, else `info`.
 pub fn init_tracing() {
@@ -93,16 +102,11 @@ pub async fn resolve_signing_key(config: &Config) -> Result<SigningKey, InitErro
 }
 
 async fn read_parameter(name: &str, timeout: Duration) -> Result<String, String> {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .operation_timeout(timeout.max(Duration::from_secs(5)))
         .build();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(sdk_https_client())
         .timeout_config(timeouts)
         .load()
         .await;

@@ -49,13 +49,8 @@ async fn run() -> Result<(), String> {
         wait_secs: 1,
     };
     let forwarder = Forwarder::from_env().await.map_err(|e| e.to_string())?;
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(lambda_forwarder::sdk_https_client())
         .load()
         .await;
     let region = sdk

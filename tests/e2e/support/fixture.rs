@@ -426,13 +426,8 @@ pub fn n(item: &Item, name: &str) -> f64 {
 /// (their connection pools live on it).
 pub async fn sdk_config() -> aws_config::SdkConfig {
     ec2_service::aws::install_crypto_provider();
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(lambda_forwarder::sdk_https_client())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(super::moto::moto().endpoint())
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
