@@ -1,40 +1,31 @@
 //! ec2-service: the image pipeline daemon and its operator tools.
 //!
+//! The folders follow a photo's path through the daemon:
+//!
+//! - [`intake`]: how jobs arrive (`POST /v1/jobs`, signed by the forwarder).
+//! - [`spool`]: the accepted jobs, durable on the scratch disk, and their queue.
+//! - [`work`]: the work loop: dispatching, one attempt of a job, retries, the render pool.
 //! - [`pipeline`]: the pure processing core (bytes and a recipe in, variants and
 //!   metadata out).
-//! - [`settings`]: layered configuration.
+//! - [`aws`]: the AWS edge: S3 (sources and variants) and DynamoDB (records).
+//! - [`admin`]: the loopback admin endpoints the operator commands call, and reconcile.
+//! - [`daemon`]: `serve`: wiring, listeners, readiness, systemd, logs, signals.
 //! - [`cli`]: the command line (`serve`, `status`, `jobs`, `reprocess`, `reconcile`,
 //!   `process`).
 //!
-//! The daemon, from the edge inwards:
-//!
-//! - [`daemon`]: `serve`: wiring, signals, systemd notifications, drain and reload.
-//! - [`http`]: `POST /v1/jobs`, health, readiness and metrics; [`admin`]: the loopback
-//!   admin endpoints and reconcile.
-//! - [`queue`] and [`store`]: the bounded queue and the durable job files on the scratch
-//!   disk; [`job`]: a job's identity and event ordering.
-//! - [`worker`]: processing one job and its failure handling; [`render`]: the bounded
-//!   rayon pool and memory budget.
-//! - [`storage`] (S3) and [`records`] (DynamoDB) over [`aws`] (SDK set-up, error mapping).
-//! - [`health`], [`metrics`], [`telemetry`] (logs), [`systemd`] (sd_notify),
-//!   [`http_client`] (loopback calls of the operator commands).
+//! Beside them: [`settings`] (layered configuration), [`metrics`] (counters and their
+//! Prometheus text), [`http_error`] (the error every handler answers with) and
+//! [`error_chain`].
 
 pub mod admin;
 pub mod aws;
 pub mod cli;
 pub mod daemon;
-pub mod health;
-pub mod http;
-pub mod http_client;
-pub mod job;
+pub mod error_chain;
+pub mod http_error;
+pub mod intake;
 pub mod metrics;
 pub mod pipeline;
-pub mod queue;
-pub mod records;
-pub mod render;
 pub mod settings;
-pub mod storage;
-pub mod store;
-pub mod systemd;
-pub mod telemetry;
-pub mod worker;
+pub mod spool;
+pub mod work;

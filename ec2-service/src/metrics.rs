@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::queue::Depth;
+use crate::spool::queue::Depth;
 
 /// The stages whose durations are measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use crate::support::fixture::{Fixture, SECRET};
 use crate::support::moto::moto;
 use crate::support::photo;
 
-fn error(response: &ec2_service::http_client::Response) -> ErrorBody {
+fn error(response: &ec2_service::cli::admin_client::Response) -> ErrorBody {
     serde_json::from_slice(&response.body)
         .unwrap_or_else(|_| panic!("not an error body: {}", response.text()))
 }

@@ -172,7 +172,7 @@ fn sigterm_finishes_the_job_in_flight_and_leaves_the_rest_stored() {
     };
     daemon.signal("TERM");
     std::thread::sleep(Duration::from_millis(100));
-    let refused = ec2_service::http_client::request(
+    let refused = ec2_service::cli::admin_client::request(
         daemon.addr,
         "POST",
         "/v1/jobs",

@@ -1,5 +1,6 @@
 //! The command line of the `ec2-service` binary: the daemon and the operator's tools.
 
+pub mod admin_client;
 pub mod ops;
 pub mod process;
 

@@ -13,9 +13,9 @@ use serde::de::DeserializeOwned;
 use crate::admin::{
     Jobs, ReconcileAnswer, ReconcileReport, ReconcileRequest, ReprocessRequest, Status,
 };
-use crate::http_client;
-use crate::queue::Finished;
+use crate::cli::admin_client;
 use crate::settings::Settings;
+use crate::spool::queue::Finished;
 
 use super::EXIT_USAGE;
 
@@ -99,7 +99,7 @@ impl Admin {
             Some(_) => vec![("Content-Type", "application/json".to_owned())],
             None => Vec::new(),
         };
-        let response = http_client::request(
+        let response = admin_client::request(
             self.addr,
             method,
             path,
@@ -313,8 +313,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::health::{Check, Report};
-    use crate::queue::{Depth, Pending};
+    use crate::daemon::health::{Check, Report};
+    use crate::spool::queue::{Depth, Pending};
 
     #[test]
     fn status_and_jobs_read_well() {

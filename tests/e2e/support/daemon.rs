@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ec2_service::http_client::{self, Response};
+use ec2_service::cli::admin_client::{self, Response};
 use pipeline_contract::{JOBS_PATH, JobRequest, JobsAccepted, JobsRequest, SigningKey};
 use serde_json::Value;
 
@@ -285,7 +285,7 @@ impl Daemon {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Response {
-        http_client::request(
+        admin_client::request(
             self.addr,
             method,
             path,
@@ -301,7 +301,7 @@ impl Daemon {
     }
 
     pub fn admin_get(&self, path: &str) -> Value {
-        let r = http_client::request(self.admin, "GET", path, &[], b"", Duration::from_secs(10))
+        let r = admin_client::request(self.admin, "GET", path, &[], b"", Duration::from_secs(10))
             .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
         serde_json::from_slice(&r.body).unwrap()

@@ -13,56 +13,22 @@
 //! the record itself cannot be written, the job stays stored and is retried, so no
 //! accepted job silently vanishes.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
-
-use pipeline_contract::JobAction;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-
-use crate::job::{Job, now_rfc3339};
+use super::Context;
+use super::retry::backoff;
+use crate::aws::records::{
+    Claim, Done, RecordError, STATUS_DELETED, STATUS_DONE, STATUS_FAILED, VariantRecord, Written,
+};
+use crate::aws::s3::{SourceHead, StorageError, Upload, variant_key, variants_prefix};
+use crate::error_chain::error_chain;
 use crate::metrics::{Metrics, Stage};
 use crate::pipeline::{Metadata, PipelineError};
-use crate::queue::{Finished, Queue};
-use crate::records::{
-    Claim, Done, RecordError, Records, STATUS_DELETED, STATUS_DONE, STATUS_FAILED, VariantRecord,
-    Written,
-};
-use crate::render::{RenderError, RenderPool, RenderSettings};
-use crate::settings::RetrySettings;
-use crate::storage::{SourceHead, Storage, StorageError, Upload, variant_key, variants_prefix};
-use crate::store::JobStore;
-
-/// Everything the workers share.
-#[derive(Debug)]
-pub struct Context {
-    pub queue: Arc<Queue>,
-    pub store: JobStore,
-    pub storage: Storage,
-    pub records: Records,
-    pub pool: RenderPool,
-    pub render: RwLock<Arc<RenderSettings>>,
-    pub metrics: Arc<Metrics>,
-    pub retry: RetrySettings,
-    pub output_bucket: String,
-    pub derived_prefix: String,
-}
-
-impl Context {
-    /// The recipe, limits and watermark in force (replaced on SIGHUP).
-    pub fn render_settings(&self) -> Arc<RenderSettings> {
-        self.render
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn set_render_settings(&self, settings: RenderSettings) {
-        *self.render.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
-    }
-}
+use crate::spool::job::{Job, now_rfc3339};
+use crate::spool::queue::Finished;
+use crate::work::render_pool::{RenderError, RenderSettings};
+use pipeline_contract::JobAction;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
 
 /// Why one attempt of a job failed.
 #[derive(Debug, thiserror::Error)]
@@ -118,35 +84,6 @@ impl JobError {
     }
 }
 
-/// The error and all its causes, `: `-separated, without repeating a cause already in the
-/// text (SDK messages include their own chain).
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-/// The delay before attempt `attempt + 1`: `base * 2^(attempt-1)`, capped at `max`, then
-/// "equal jitter" (a random point in its upper half), so that jobs failed by one outage
-/// do not all come back at once.
-pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(30);
-    let ceiling = base.saturating_mul(1u32 << exponent).min(max);
-    let half = ceiling / 2;
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u32(attempt);
-    let unit = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
-    half + half.mul_f64(unit)
-}
-
 /// Wall time per stage of one attempt.
 #[derive(Debug, Default, Clone, Copy)]
 struct Timings {
@@ -187,56 +124,6 @@ struct Processed {
     variants: Vec<VariantRecord>,
     bytes_out: u64,
     recipe_version: String,
-}
-
-/// Starts jobs, at most `concurrency` at once, until `stop` turns true; then waits up to
-/// `drain` for the jobs in flight and abandons the rest (their files stay stored, so the
-/// next start resumes them). Returns how many were abandoned.
-pub async fn dispatch(
-    ctx: Arc<Context>,
-    concurrency: usize,
-    drain: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> usize {
-    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut running = JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            biased;
-            _ = stop.wait_for(|stopped| *stopped) => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
-        let job = tokio::select! {
-            biased;
-            _ = stop.wait_for(|stopped| *stopped) => break,
-            job = ctx.queue.next() => match job {
-                Some(job) => job,
-                None => break,
-            },
-        };
-        let ctx = ctx.clone();
-        running.spawn(async move {
-            run_job(ctx, job).await;
-            drop(permit);
-        });
-        // Reap finished tasks so the set does not grow.
-        while running.try_join_next().is_some() {}
-    }
-    let drained = tokio::time::timeout(drain, async {
-        while running.join_next().await.is_some() {}
-    })
-    .await;
-    match drained {
-        Ok(()) => 0,
-        Err(_) => {
-            let left = running.len();
-            running.abort_all();
-            left
-        }
-    }
 }
 
 /// One attempt of one job, with everything that follows from its outcome.
@@ -602,29 +489,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(2);
-        for attempt in 1..=12 {
-            let ceiling = (base * 2u32.pow(attempt - 1)).min(max);
-            for _ in 0..20 {
-                let d = backoff(attempt, base, max);
-                assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
-            }
-        }
-        let spread: std::collections::HashSet<_> = (0..20).map(|_| backoff(5, base, max)).collect();
-        assert!(spread.len() > 1, "jittered");
-        assert!(backoff(u32::MAX, base, max) <= max);
-    }
-
-    #[test]
-    fn error_chains_include_every_cause_once() {
-        let io = std::io::Error::other("disk on fire");
-        let error = JobError::Scratch(io);
-        assert_eq!(
-            error_chain(&error),
-            "cannot read the downloaded source: disk on fire"
-        );
+    fn codes_and_transience() {
+        let error = JobError::Scratch(std::io::Error::other("disk on fire"));
+        assert_eq!(error.code(), "scratch-error");
         assert!(error.is_transient());
         let pipeline = JobError::Pipeline(PipelineError::EmptySource);
         assert_eq!(pipeline.code(), "empty-source");

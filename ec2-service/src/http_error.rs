@@ -1,47 +1,16 @@
-//! The HTTP edge (actix-web): `POST /v1/jobs`, `GET /healthz`, `GET /readyz`,
-//! `GET /metrics`, and [`ServiceError`], the one error type of every handler.
+//! [`ServiceError`], the one error type every HTTP handler (public and admin) answers with.
 //!
-//! Handlers verify, validate and admit; they never process. Admission (fsync) runs on a
-//! blocking thread and AWS calls (readiness) on the daemon's runtime, never on the actix
-//! workers. Every non-2xx answer is a contract [`ErrorBody`] with a stable code and a
-//! public message; 5xx are logged once at ERROR with their cause chain, client mistakes at
-//! INFO.
-
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+//! Every non-2xx answer is a contract [`ErrorBody`] with a stable code and a public
+//! message; 5xx are logged once at ERROR with their cause chain, client mistakes at INFO.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use pipeline_contract::{
-    ErrorBody, JOBS_METHOD, JOBS_PATH, JobsAccepted, JobsRequest, KeySet, ReceivedSignature,
-    SignatureError, is_derived_key,
-};
+use actix_web::{HttpResponse, ResponseError};
+use pipeline_contract::{ErrorBody, SignatureError};
 
-use crate::health::Readiness;
-use crate::job::{Job, validate_request};
-use crate::metrics::Metrics;
-use crate::queue::{AdmitError, Queue};
-use crate::store::{JobStore, StoreError};
-use crate::worker::error_chain;
-
-/// What the handlers share.
-#[derive(Debug)]
-pub struct AppState {
-    pub keys: KeySet,
-    pub max_skew_secs: u64,
-    pub max_body_bytes: usize,
-    pub source_bucket: String,
-    pub derived_prefix: String,
-    pub queue: Arc<Queue>,
-    pub store: JobStore,
-    pub metrics: Arc<Metrics>,
-    pub readiness: Arc<Readiness>,
-    /// The daemon's runtime, where AWS calls run (the actix workers have their own).
-    pub runtime: tokio::runtime::Handle,
-    pub started: Instant,
-    pub started_at: String,
-}
+use crate::error_chain::error_chain;
+use crate::spool::files::StoreError;
+use crate::spool::queue::AdmitError;
 
 /// Every error a handler answers with.
 #[derive(Debug, thiserror::Error)]
@@ -168,135 +137,6 @@ impl ResponseError for ServiceError {
             message: self.public_message(),
         })
     }
-}
-
-/// The public routes.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route(JOBS_PATH, web::post().to(post_jobs))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
-}
-
-async fn post_jobs(
-    request: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ServiceError> {
-    let result = accept_jobs(&request, body, &state).await;
-    if let Err(error) = &result {
-        state.metrics.rejected(error.code());
-    }
-    result
-}
-
-async fn accept_jobs(
-    request: &HttpRequest,
-    body: web::Payload,
-    state: &AppState,
-) -> Result<HttpResponse, ServiceError> {
-    let body = match body.to_bytes_limited(state.max_body_bytes).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) => return Err(ServiceError::BodyUnreadable(e.to_string())),
-        Err(_) => {
-            return Err(ServiceError::BodyTooLarge {
-                limit: state.max_body_bytes,
-            });
-        }
-    };
-    let received =
-        ReceivedSignature::from_lookup(|name| request.headers().get(name)?.to_str().ok());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let key_id = pipeline_contract::verify(
-        &state.keys,
-        JOBS_METHOD,
-        request.path(),
-        &body,
-        &received,
-        now,
-        state.max_skew_secs,
-    )?;
-    let parsed: JobsRequest =
-        serde_json::from_slice(&body).map_err(|e| ServiceError::MalformedBody(e.to_string()))?;
-    for (index, job) in parsed.jobs.iter().enumerate() {
-        validate_request(job).map_err(|reason| ServiceError::InvalidJob { index, reason })?;
-        if job.bucket != state.source_bucket {
-            return Err(ServiceError::WrongBucket {
-                index,
-                bucket: job.bucket.clone(),
-            });
-        }
-        if is_derived_key(&job.key, &state.derived_prefix) {
-            return Err(ServiceError::DerivedKey {
-                index,
-                key: job.key.clone(),
-                prefix: state.derived_prefix.clone(),
-            });
-        }
-    }
-    if !parsed.jobs.is_empty() {
-        state
-            .readiness
-            .scratch_room()
-            .map_err(ServiceError::ScratchFull)?;
-    }
-    let jobs: Vec<Job> = parsed.jobs.into_iter().map(Job::from_event).collect();
-    let accepted = admit(state, jobs).await?;
-    tracing::debug!(key_id, jobs = accepted.jobs.len(), "jobs accepted");
-    Ok(HttpResponse::Accepted().json(accepted))
-}
-
-/// Admits jobs on a blocking thread (the store fsyncs) and counts them.
-pub async fn admit(state: &AppState, jobs: Vec<Job>) -> Result<JobsAccepted, ServiceError> {
-    let queue = state.queue.clone();
-    let store = state.store.clone();
-    let answers = web::block(move || queue.admit(jobs, &store))
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
-    let duplicates = answers.iter().filter(|a| a.duplicate).count() as u64;
-    state
-        .metrics
-        .accepted(answers.len() as u64 - duplicates, duplicates);
-    Ok(JobsAccepted { jobs: answers })
-}
-
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body("ok\n")
-}
-
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ServiceError> {
-    let report = readiness(&state).await?;
-    if report.ready {
-        Ok(HttpResponse::Ok().json(report))
-    } else {
-        Err(ServiceError::NotReady(report.reasons()))
-    }
-}
-
-/// The readiness report, computed on the daemon's runtime.
-pub async fn readiness(state: &AppState) -> Result<crate::health::Report, ServiceError> {
-    let readiness = state.readiness.clone();
-    let accepting = state.queue.is_accepting();
-    state
-        .runtime
-        .spawn(async move { readiness.check(accepting).await })
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))
-}
-
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(
-            state
-                .metrics
-                .render(state.queue.depth(), state.queue.is_accepting()),
-        )
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The AWS SDK set-up shared by [`storage`](crate::storage) and [`records`](crate::records):
+//! The AWS edge: [`s3`] (sources and variants) and [`records`] (DynamoDB), over one
+//! SDK set-up shared by both:
 //! one `SdkConfig` (rustls with ring, timeouts, the SDK's own retries, an optional local
 //! endpoint) and the mapping of any SDK error to what the daemon does about it.
 //!
@@ -14,6 +15,9 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::settings::AwsSettings;
+
+pub mod records;
+pub mod s3;
 
 /// Makes ring the process-wide rustls crypto provider (idempotent).
 pub fn install_crypto_provider() {

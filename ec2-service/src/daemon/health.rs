@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::records::Records;
-use crate::storage::Storage;
-use crate::store::free_bytes;
+use crate::aws::records::Records;
+use crate::aws::s3::Storage;
+use crate::spool::files::free_bytes;
 
 /// How long a readiness answer is reused.
 const CACHE_FOR: Duration = Duration::from_secs(1);
@@ -152,7 +152,7 @@ impl Readiness {
                 },
             });
         };
-        let s3 = |r: Result<Result<(), crate::storage::StorageError>, _>| {
+        let s3 = |r: Result<Result<(), crate::aws::s3::StorageError>, _>| {
             r.map(|r| r.map_err(|e| e.to_string())).map_err(|_| ())
         };
         push(

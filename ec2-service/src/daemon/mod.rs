@@ -6,28 +6,32 @@
 //! (rendering, see [`render`](crate::render)), and one thread running the actix system with
 //! the public and the admin listeners.
 
+pub mod health;
+pub mod http;
+pub mod systemd;
+pub mod telemetry;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpServer, web};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::admin::{self, AdminState};
-use crate::health::Readiness;
-use crate::http::{self, AppState, ServiceError};
+use crate::admin::AdminState;
+use crate::aws::records::Records;
+use crate::aws::s3::Storage;
+use crate::error_chain::error_chain;
+use crate::intake::accept::AppState;
 use crate::metrics::Metrics;
-use crate::queue::Queue;
-use crate::records::Records;
-use crate::render::{RenderPool, RenderSettings};
 use crate::settings::Settings;
-use crate::storage::Storage;
-use crate::store::JobStore;
-use crate::systemd::Notifier;
-use crate::telemetry::{self, LogHandle};
-use crate::worker::{self, Context, error_chain};
+use crate::spool::files::JobStore;
+use crate::spool::queue::Queue;
+use crate::work::render_pool::{RenderPool, RenderSettings};
+use crate::work::{self, Context};
+use health::Readiness;
+use systemd::Notifier;
+use telemetry::LogHandle;
 
 /// Exit status for a bad configuration (sysexits EX_USAGE).
 pub const EXIT_USAGE: i32 = 64;
@@ -182,10 +186,10 @@ async fn run(
         readiness,
         runtime: tokio::runtime::Handle::current(),
         started,
-        started_at: crate::job::now_rfc3339(),
+        started_at: crate::spool::job::now_rfc3339(),
     });
     let admin_state = Arc::new(AdminState::new(app.clone(), ctx.clone()));
-    let servers = match start_http(
+    let servers = match http::start_http(
         app.clone(),
         admin_state,
         public,
@@ -201,7 +205,7 @@ async fn run(
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let drain = Duration::from_secs(settings.server.drain_secs);
-    let dispatcher = tokio::spawn(worker::dispatch(
+    let dispatcher = tokio::spawn(work::dispatch::dispatch(
         ctx.clone(),
         settings.concurrency(),
         drain,
@@ -359,62 +363,5 @@ fn reload(
             format: current.log.format,
         },
         ..current
-    }
-}
-
-type Servers = (ServerHandle, ServerHandle, std::thread::JoinHandle<()>);
-
-/// Starts the actix system on its own thread with both listeners.
-fn start_http(
-    app: Arc<AppState>,
-    admin_state: Arc<AdminState>,
-    public: TcpListener,
-    admin_listener: TcpListener,
-    workers: usize,
-) -> std::io::Result<Servers> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let failed = tx.clone();
-    let thread = std::thread::Builder::new()
-        .name("http".to_owned())
-        .spawn(move || {
-            let system = actix_web::rt::System::new();
-            let result: std::io::Result<()> = system.block_on(async move {
-                let app = web::Data::from(app);
-                let admin_state = web::Data::from(admin_state);
-                let public = HttpServer::new(move || {
-                    App::new().app_data(app.clone()).configure(http::routes)
-                })
-                .workers(workers)
-                .disable_signals()
-                .shutdown_timeout(5)
-                .listen(public)?
-                .run();
-                let admin = HttpServer::new(move || {
-                    App::new()
-                        .app_data(admin_state.clone())
-                        .app_data(web::JsonConfig::default().error_handler(|e, _| {
-                            ServiceError::MalformedBody(e.to_string()).into()
-                        }))
-                        .configure(admin::routes)
-                })
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .listen(admin_listener)?
-                .run();
-                let _ = tx.send(Ok((public.handle(), admin.handle())));
-                let (a, b) = tokio::join!(public, admin);
-                a.and(b)
-            });
-            if let Err(e) = result {
-                let _ = failed.send(Err(e));
-            }
-        })?;
-    match rx.recv() {
-        Ok(Ok((public, admin))) => Ok((public, admin, thread)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(std::io::Error::other(
-            "the HTTP thread ended before starting",
-        )),
     }
 }

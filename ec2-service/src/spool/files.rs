@@ -20,7 +20,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::job::Job;
+use crate::spool::job::Job;
 
 /// Why the store could not read or write a job.
 #[derive(Debug, thiserror::Error)]

@@ -60,6 +60,6 @@ struct WallClock;
 
 impl tracing_subscriber::fmt::time::FormatTime for WallClock {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        w.write_str(&crate::job::now_rfc3339())
+        w.write_str(&crate::spool::job::now_rfc3339())
     }
 }

@@ -17,8 +17,8 @@ use pipeline_contract::AcceptedJob;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::job::Job;
-use crate::store::{JobStore, StoreError};
+use crate::spool::files::{JobStore, StoreError};
+use crate::spool::job::Job;
 
 /// How many finished jobs `status` and `jobs` remember.
 const RECENT: usize = 200;

@@ -26,10 +26,10 @@ use aws_sdk_dynamodb::types::{
 };
 use pipeline_contract::JobAction;
 
+use crate::aws::s3::SourceHead;
 use crate::aws::{FailureKind, SdkFailure, classify};
-use crate::job::{Job, event_time_key, sequencer_key};
 use crate::pipeline::Metadata;
-use crate::storage::SourceHead;
+use crate::spool::job::{Job, event_time_key, sequencer_key};
 
 pub const STATUS_PENDING: &str = "PENDING";
 pub const STATUS_DONE: &str = "DONE";
@@ -381,7 +381,7 @@ impl Records {
             .set("DominantColor", s(&m.dominant_color))
             .set("Variants", variants)
             .set("RecipeVersion", s(done.recipe_version))
-            .set("ProcessedAt", s(crate::job::now_rfc3339()))
+            .set("ProcessedAt", s(crate::spool::job::now_rfc3339()))
             .set("ProcessingMs", n(done.processing_ms))
             .set("Attempts", n(done.attempts))
             .remove("ErrorCode")
@@ -404,7 +404,7 @@ impl Records {
             .set("ErrorCode", s(code))
             .set("ErrorMessage", s(truncate(message, 2_000)))
             .set("RecipeVersion", s(recipe_version))
-            .set("ProcessedAt", s(crate::job::now_rfc3339()))
+            .set("ProcessedAt", s(crate::spool::job::now_rfc3339()))
             .set("ProcessingMs", n(processing_ms))
             .set("Attempts", n(job.attempts));
         self.finish(job, update).await
@@ -421,7 +421,7 @@ impl Records {
         update
             .set("Status", s(STATUS_DELETED))
             .set("Variants", AttributeValue::L(Vec::new()))
-            .set("ProcessedAt", s(crate::job::now_rfc3339()))
+            .set("ProcessedAt", s(crate::spool::job::now_rfc3339()))
             .set("ProcessingMs", n(processing_ms))
             .set("Attempts", n(job.attempts))
             .remove("ErrorCode")

@@ -16,12 +16,14 @@ use actix_web::{HttpResponse, web};
 use pipeline_contract::{JobsAccepted, is_derived_key};
 use serde::{Deserialize, Serialize};
 
-use crate::health::Report;
-use crate::http::{AppState, ServiceError, admit, readiness};
-use crate::job::{Job, Origin};
-use crate::queue::{Depth, Finished, Pending};
-use crate::records::{STATUS_DELETED, STATUS_DONE, STATUS_FAILED, STATUS_PENDING};
-use crate::worker::Context;
+use crate::aws::records::{STATUS_DELETED, STATUS_DONE, STATUS_FAILED, STATUS_PENDING};
+use crate::daemon::health::Report;
+use crate::daemon::http::readiness;
+use crate::http_error::ServiceError;
+use crate::intake::accept::{AppState, admit};
+use crate::spool::job::{Job, Origin};
+use crate::spool::queue::{Depth, Finished, Pending};
+use crate::work::Context;
 
 /// How long `POST /admin/reconcile` waits for the reconcile before answering that it goes
 /// on in the background (the CLI promises an answer within a second).
@@ -203,7 +205,7 @@ async fn reprocess(
     let app = &state.app;
     let mut jobs = Vec::with_capacity(body.keys.len());
     for (index, key) in body.keys.iter().enumerate() {
-        if key.is_empty() || key.len() > crate::job::MAX_KEY_BYTES {
+        if key.is_empty() || key.len() > crate::spool::job::MAX_KEY_BYTES {
             return Err(ServiceError::InvalidJob {
                 index,
                 reason: "key is empty or too long".to_owned(),
@@ -238,7 +240,7 @@ async fn reconcile(
         return Err(ServiceError::ReconcileRunning);
     }
     let prefix = body.and_then(|b| b.into_inner().prefix).unwrap_or_default();
-    let started_at = crate::job::now_rfc3339();
+    let started_at = crate::spool::job::now_rfc3339();
     state.set_reconcile(ReconcileState {
         started_at: started_at.clone(),
         running: true,
@@ -264,7 +266,9 @@ async fn reconcile(
                 complete = report.complete,
                 "reconcile finished"
             ),
-            Err(e) => tracing::error!(error = %crate::worker::error_chain(e), "reconcile failed"),
+            Err(e) => {
+                tracing::error!(error = %crate::error_chain::error_chain(e), "reconcile failed");
+            }
         }
         result
     });
@@ -293,7 +297,7 @@ async fn run_reconcile(state: &AdminState, prefix: &str) -> Result<ReconcileRepo
         .storage
         .list(&app.source_bucket, prefix, usize::MAX)
         .await
-        .map_err(|e| ServiceError::Internal(crate::worker::error_chain(&e)))?;
+        .map_err(|e| ServiceError::Internal(crate::error_chain::error_chain(&e)))?;
     let mut report = ReconcileReport {
         prefix: prefix.to_owned(),
         complete: true,
@@ -311,7 +315,7 @@ async fn run_reconcile(state: &AdminState, prefix: &str) -> Result<ReconcileRepo
             .records
             .summaries(&keys)
             .await
-            .map_err(|e| ServiceError::Internal(crate::worker::error_chain(&e)))?;
+            .map_err(|e| ServiceError::Internal(crate::error_chain::error_chain(&e)))?;
         let mut jobs = Vec::new();
         for object in chunk {
             if app.queue.holds_source(&app.source_bucket, &object.key) {

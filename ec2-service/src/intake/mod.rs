@@ -1,0 +1,3 @@
+//! How jobs arrive: [`accept`], the signed `POST /v1/jobs` of the forwarder.
+
+pub mod accept;

@@ -1,0 +1,50 @@
+//! The work loop: the dispatcher that starts jobs ([`dispatch`]), one attempt of a job
+//! and what follows from its outcome ([`attempt`]), the retry policy ([`retry`]) and the
+//! bounded rayon pool that renders ([`render_pool`]).
+//!
+//! Jobs come from the [`spool`](crate::spool) and end as records (through
+//! [`aws`](crate::aws)); nothing here speaks HTTP.
+
+pub mod attempt;
+pub mod dispatch;
+pub mod render_pool;
+pub mod retry;
+
+use std::sync::{Arc, RwLock};
+
+use crate::aws::records::Records;
+use crate::aws::s3::Storage;
+use crate::metrics::Metrics;
+use crate::settings::RetrySettings;
+use crate::spool::files::JobStore;
+use crate::spool::queue::Queue;
+use render_pool::{RenderPool, RenderSettings};
+
+/// Everything the workers share.
+#[derive(Debug)]
+pub struct Context {
+    pub queue: Arc<Queue>,
+    pub store: JobStore,
+    pub storage: Storage,
+    pub records: Records,
+    pub pool: RenderPool,
+    pub render: RwLock<Arc<RenderSettings>>,
+    pub metrics: Arc<Metrics>,
+    pub retry: RetrySettings,
+    pub output_bucket: String,
+    pub derived_prefix: String,
+}
+
+impl Context {
+    /// The recipe, limits and watermark in force (replaced on SIGHUP).
+    pub fn render_settings(&self) -> Arc<RenderSettings> {
+        self.render
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_render_settings(&self, settings: RenderSettings) {
+        *self.render.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(settings);
+    }
+}
