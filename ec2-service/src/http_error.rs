@@ -9,7 +9,7 @@ use actix_web::{HttpResponse, ResponseError};
 use pipeline_contract::{ErrorBody, SignatureError};
 
 use crate::error_chain::error_chain;
-use crate::spool::files::StoreError;
+use crate::spool::files::SpoolError;
 use crate::spool::queue::AdmitError;
 
 /// Every error a handler answers with.
@@ -44,7 +44,7 @@ pub enum ServiceError {
     #[error("a reconcile is already running")]
     ReconcileRunning,
     #[error("cannot store the jobs")]
-    Store(#[source] StoreError),
+    Store(#[source] SpoolError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn every_error_has_its_status_code_and_a_public_body() {
-        let io = || StoreError::Io {
+        let io = || SpoolError::Io {
             action: "fsync",
             path: "/var/lib/ec2-service/jobs/secret-path".into(),
             source: std::io::Error::other("disk on fire"),

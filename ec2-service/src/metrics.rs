@@ -134,7 +134,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, depth: Depth, accepting: bool) -> String {
+    pub fn exposition(&self, depth: Depth, accepting: bool) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -284,7 +284,7 @@ mod tests {
         m.observe(Stage::Download, Duration::from_millis(30));
         m.observe(Stage::Download, Duration::from_secs(1000));
         m.bytes_in(1234);
-        let text = m.render(
+        let text = m.exposition(
             Depth {
                 waiting: 2,
                 retrying: 1,

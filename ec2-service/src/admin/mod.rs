@@ -294,7 +294,7 @@ async fn run_reconcile(state: &AdminState, prefix: &str) -> Result<ReconcileRepo
     let recipe_version = state.recipe_version();
     let listed = state
         .ctx
-        .storage
+        .s3
         .list(&app.source_bucket, prefix, usize::MAX)
         .await
         .map_err(|e| ServiceError::Internal(crate::error_chain::error_chain(&e)))?;

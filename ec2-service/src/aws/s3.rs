@@ -2,7 +2,7 @@
 //! with their content type and the derived-object marker, remove a source's variants,
 //! list sources for reconcile, and check that the buckets answer.
 //!
-//! SDK errors are mapped here into [`StorageError`]; nothing above sees an SDK type.
+//! SDK errors are mapped here into [`S3Error`]; nothing above sees an SDK type.
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,7 +29,7 @@ const METADATA_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Why an S3 call failed.
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub enum S3Error {
     #[error("s3://{bucket}/{key} does not exist")]
     NotFound { bucket: String, key: String },
     #[error("s3://{bucket}/{key} is {size} bytes, over the limit of {limit} bytes")]
@@ -59,27 +59,27 @@ pub enum StorageError {
     },
 }
 
-impl StorageError {
+impl S3Error {
     /// Whether a later attempt may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            StorageError::Sdk { failure, .. } => failure.kind.is_transient(),
-            StorageError::Changed { .. } | StorageError::Stalled { .. } => true,
+            S3Error::Sdk { failure, .. } => failure.kind.is_transient(),
+            S3Error::Changed { .. } | S3Error::Stalled { .. } => true,
             // A full or failing scratch disk may recover (space freed, files removed).
-            StorageError::Scratch { .. } => true,
-            StorageError::NotFound { .. } | StorageError::TooLarge { .. } => false,
+            S3Error::Scratch { .. } => true,
+            S3Error::NotFound { .. } | S3Error::TooLarge { .. } => false,
         }
     }
 
     /// The stable code a FAILED record carries.
     pub fn code(&self) -> &'static str {
         match self {
-            StorageError::NotFound { .. } => "source-not-found",
-            StorageError::TooLarge { .. } => "source-too-large",
-            StorageError::Changed { .. } => "source-changed",
-            StorageError::Stalled { .. } => "s3-unavailable",
-            StorageError::Scratch { .. } => "scratch-error",
-            StorageError::Sdk { failure, .. } => match failure.kind {
+            S3Error::NotFound { .. } => "source-not-found",
+            S3Error::TooLarge { .. } => "source-too-large",
+            S3Error::Changed { .. } => "source-changed",
+            S3Error::Stalled { .. } => "s3-unavailable",
+            S3Error::Scratch { .. } => "scratch-error",
+            S3Error::Sdk { failure, .. } => match failure.kind {
                 FailureKind::Throttled => "s3-throttled",
                 FailureKind::Unavailable => "s3-unavailable",
                 FailureKind::Denied => "s3-access-denied",
@@ -121,14 +121,14 @@ pub struct Upload {
 
 /// The S3 side of the daemon.
 #[derive(Debug, Clone)]
-pub struct Storage {
+pub struct S3 {
     client: aws_sdk_s3::Client,
     stall_timeout: Duration,
 }
 
-impl Storage {
-    pub fn new(client: aws_sdk_s3::Client, stall_timeout: Duration) -> Storage {
-        Storage {
+impl S3 {
+    pub fn new(client: aws_sdk_s3::Client, stall_timeout: Duration) -> S3 {
+        S3 {
             client,
             stall_timeout,
         }
@@ -136,20 +136,18 @@ impl Storage {
 
     fn sdk<E>(
         operation: &'static str,
-    ) -> impl FnOnce(
-        aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-    ) -> StorageError
+    ) -> impl FnOnce(aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> S3Error
     where
         E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     {
-        move |error| StorageError::Sdk {
+        move |error| S3Error::Sdk {
             operation,
             failure: classify(&error),
         }
     }
 
-    /// HEADs a source. A missing object (or bucket) is [`StorageError::NotFound`].
-    pub async fn head(&self, bucket: &str, key: &str) -> Result<SourceHead, StorageError> {
+    /// HEADs a source. A missing object (or bucket) is [`S3Error::NotFound`].
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<SourceHead, S3Error> {
         let output = self
             .client
             .head_object()
@@ -178,7 +176,7 @@ impl Storage {
         expected_etag: Option<&str>,
         limit: u64,
         path: &Path,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<u64, S3Error> {
         let mut request = self.client.get_object().bucket(bucket).key(key);
         if let Some(etag) = expected_etag {
             request = request.if_match(etag);
@@ -187,10 +185,8 @@ impl Storage {
             .send()
             .await
             .map_err(|e| match Self::sdk("GetObject")(e) {
-                StorageError::Sdk { failure, .. }
-                    if failure.kind == FailureKind::ConditionFailed =>
-                {
-                    StorageError::Changed {
+                S3Error::Sdk { failure, .. } if failure.kind == FailureKind::ConditionFailed => {
+                    S3Error::Changed {
                         bucket: bucket.to_owned(),
                         key: key.to_owned(),
                     }
@@ -200,12 +196,12 @@ impl Storage {
         if let (Some(expected), Some(actual)) = (expected_etag, output.e_tag())
             && expected != actual
         {
-            return Err(StorageError::Changed {
+            return Err(S3Error::Changed {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
             });
         }
-        let scratch = |source| StorageError::Scratch {
+        let scratch = |source| S3Error::Scratch {
             path: path.display().to_string(),
             source,
         };
@@ -215,11 +211,11 @@ impl Storage {
         loop {
             let chunk = tokio::time::timeout(self.stall_timeout, body.try_next())
                 .await
-                .map_err(|_| StorageError::Stalled {
+                .map_err(|_| S3Error::Stalled {
                     operation: "GetObject",
                     timeout: self.stall_timeout,
                 })?
-                .map_err(|e| StorageError::Sdk {
+                .map_err(|e| S3Error::Sdk {
                     operation: "GetObject",
                     failure: SdkFailure {
                         kind: FailureKind::Unavailable,
@@ -231,7 +227,7 @@ impl Storage {
             let Some(chunk) = chunk else { break };
             written += chunk.len() as u64;
             if written > limit {
-                return Err(StorageError::TooLarge {
+                return Err(S3Error::TooLarge {
                     bucket: bucket.to_owned(),
                     key: key.to_owned(),
                     size: written,
@@ -245,7 +241,7 @@ impl Storage {
     }
 
     /// PUTs one variant with its content type and the derived-object marker.
-    pub async fn put_variant(&self, bucket: &str, upload: Upload) -> Result<(), StorageError> {
+    pub async fn put_variant(&self, bucket: &str, upload: Upload) -> Result<(), S3Error> {
         self.client
             .put_object()
             .bucket(bucket)
@@ -273,7 +269,7 @@ impl Storage {
         bucket: &str,
         prefix: &str,
         keep: &[&str],
-    ) -> Result<usize, StorageError> {
+    ) -> Result<usize, S3Error> {
         let objects = self.list(bucket, prefix, usize::MAX).await?;
         let mut removed = 0;
         for object in objects
@@ -298,7 +294,7 @@ impl Storage {
         bucket: &str,
         prefix: &str,
         max: usize,
-    ) -> Result<Vec<Listed>, StorageError> {
+    ) -> Result<Vec<Listed>, S3Error> {
         let mut listed = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -335,7 +331,7 @@ impl Storage {
     }
 
     /// Whether a bucket answers (HeadBucket).
-    pub async fn check_bucket(&self, bucket: &str) -> Result<(), StorageError> {
+    pub async fn check_bucket(&self, bucket: &str) -> Result<(), S3Error> {
         self.client
             .head_bucket()
             .bucket(bucket)
@@ -346,10 +342,10 @@ impl Storage {
     }
 }
 
-fn not_found_or(error: StorageError, bucket: &str, key: &str) -> StorageError {
+fn not_found_or(error: S3Error, bucket: &str, key: &str) -> S3Error {
     match &error {
-        StorageError::Sdk { failure, .. } if failure.kind == FailureKind::NotFound => {
-            StorageError::NotFound {
+        S3Error::Sdk { failure, .. } if failure.kind == FailureKind::NotFound => {
+            S3Error::NotFound {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
             }
@@ -407,13 +403,13 @@ mod tests {
 
     #[test]
     fn codes_and_transience() {
-        let not_found = StorageError::NotFound {
+        let not_found = S3Error::NotFound {
             bucket: "b".into(),
             key: "k".into(),
         };
         assert_eq!(not_found.code(), "source-not-found");
         assert!(!not_found.is_transient());
-        let throttled = StorageError::Sdk {
+        let throttled = S3Error::Sdk {
             operation: "GetObject",
             failure: SdkFailure {
                 kind: FailureKind::Throttled,

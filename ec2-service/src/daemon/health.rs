@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::aws::records::Records;
-use crate::aws::s3::Storage;
+use crate::aws::s3::S3;
 use crate::spool::files::free_bytes;
 
 /// How long a readiness answer is reused.
@@ -48,7 +48,7 @@ impl Report {
 /// The readiness checker.
 #[derive(Debug)]
 pub struct Readiness {
-    pub storage: Storage,
+    pub s3: S3,
     pub records: Records,
     pub source_bucket: String,
     pub output_bucket: String,
@@ -59,7 +59,7 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn new(
-        storage: Storage,
+        s3: S3,
         records: Records,
         source_bucket: String,
         output_bucket: String,
@@ -67,7 +67,7 @@ impl Readiness {
         min_free_bytes: u64,
     ) -> Readiness {
         Readiness {
-            storage,
+            s3,
             records,
             source_bucket,
             output_bucket,
@@ -107,14 +107,8 @@ impl Readiness {
     async fn check_now(&self) -> Report {
         let timed = |name: &str| format!("no answer within {CHECK_TIMEOUT:?} ({name})");
         let (source, output, table) = tokio::join!(
-            tokio::time::timeout(
-                CHECK_TIMEOUT,
-                self.storage.check_bucket(&self.source_bucket)
-            ),
-            tokio::time::timeout(
-                CHECK_TIMEOUT,
-                self.storage.check_bucket(&self.output_bucket)
-            ),
+            tokio::time::timeout(CHECK_TIMEOUT, self.s3.check_bucket(&self.source_bucket)),
+            tokio::time::timeout(CHECK_TIMEOUT, self.s3.check_bucket(&self.output_bucket)),
             tokio::time::timeout(CHECK_TIMEOUT, self.records.check()),
         );
         let mut checks = vec![match self.scratch_room() {
@@ -152,7 +146,7 @@ impl Readiness {
                 },
             });
         };
-        let s3 = |r: Result<Result<(), crate::aws::s3::StorageError>, _>| {
+        let s3 = |r: Result<Result<(), crate::aws::s3::S3Error>, _>| {
             r.map(|r| r.map_err(|e| e.to_string())).map_err(|_| ())
         };
         push(

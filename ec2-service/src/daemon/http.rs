@@ -56,7 +56,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(
             state
                 .metrics
-                .render(state.queue.depth(), state.queue.is_accepting()),
+                .exposition(state.queue.depth(), state.queue.is_accepting()),
         )
 }
 

@@ -20,12 +20,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::AdminState;
 use crate::aws::records::Records;
-use crate::aws::s3::Storage;
+use crate::aws::s3::S3;
 use crate::error_chain::error_chain;
 use crate::intake::accept::AppState;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
-use crate::spool::files::JobStore;
+use crate::spool::files::JobFiles;
 use crate::spool::queue::Queue;
 use crate::work::render_pool::{RenderPool, RenderSettings};
 use crate::work::{self, Context};
@@ -92,7 +92,7 @@ async fn run(
     let notifier = Arc::new(Notifier::from_env());
 
     let scratch = settings.scratch.dir.clone();
-    let opened = tokio::task::spawn_blocking(move || JobStore::open(&scratch)).await;
+    let opened = tokio::task::spawn_blocking(move || JobFiles::open(&scratch)).await;
     let (store, resumed, unreadable) = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(e)) => {
@@ -110,7 +110,7 @@ async fn run(
 
     let sdk = crate::aws::sdk_config(&settings.aws).await;
     let aws = &settings.aws;
-    let storage = Storage::new(
+    let s3 = S3::new(
         crate::aws::s3_client(&sdk, aws),
         Duration::from_millis(aws.attempt_timeout_ms),
     );
@@ -129,7 +129,7 @@ async fn run(
     };
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(Readiness::new(
-        storage.clone(),
+        s3.clone(),
         records.clone(),
         aws.source_bucket.clone(),
         aws.output_bucket.clone(),
@@ -138,8 +138,8 @@ async fn run(
     ));
     let ctx = Arc::new(Context {
         queue: queue.clone(),
-        store: store.clone(),
-        storage,
+        files: store.clone(),
+        s3,
         records,
         pool,
         render: RwLock::new(Arc::new(RenderSettings {
@@ -181,7 +181,7 @@ async fn run(
         source_bucket: aws.source_bucket.clone(),
         derived_prefix: aws.derived_prefix.clone(),
         queue: queue.clone(),
-        store,
+        files: store,
         metrics,
         readiness,
         runtime: tokio::runtime::Handle::current(),

@@ -14,7 +14,7 @@ use pipeline_contract::{
 use crate::daemon::health::Readiness;
 use crate::http_error::ServiceError;
 use crate::metrics::Metrics;
-use crate::spool::files::JobStore;
+use crate::spool::files::JobFiles;
 use crate::spool::job::{Job, validate_request};
 use crate::spool::queue::Queue;
 
@@ -27,7 +27,7 @@ pub struct AppState {
     pub source_bucket: String,
     pub derived_prefix: String,
     pub queue: Arc<Queue>,
-    pub store: JobStore,
+    pub files: JobFiles,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     /// The daemon's runtime, where AWS calls run (the actix workers have their own).
@@ -109,7 +109,7 @@ async fn accept_jobs(
 /// Admits jobs on a blocking thread (the store fsyncs) and counts them.
 pub async fn admit(state: &AppState, jobs: Vec<Job>) -> Result<JobsAccepted, ServiceError> {
     let queue = state.queue.clone();
-    let store = state.store.clone();
+    let store = state.files.clone();
     let answers = web::block(move || queue.admit(jobs, &store))
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;

@@ -24,7 +24,7 @@ use crate::spool::job::Job;
 
 /// Why the store could not read or write a job.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum SpoolError {
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -40,8 +40,8 @@ pub enum StoreError {
     },
 }
 
-fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
+fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
+    move |source| SpoolError::Io {
         action,
         path: path.to_owned(),
         source,
@@ -50,7 +50,7 @@ fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) 
 
 /// The job directory of one daemon.
 #[derive(Debug, Clone)]
-pub struct JobStore {
+pub struct JobFiles {
     root: PathBuf,
     jobs: PathBuf,
     tmp: PathBuf,
@@ -64,11 +64,11 @@ pub struct Unreadable {
     pub reason: String,
 }
 
-impl JobStore {
+impl JobFiles {
     /// Opens (creating if needed) the store under `root`, empties `tmp/` and `sources/`,
     /// and returns every stored job, oldest first.
-    pub fn open(root: &Path) -> Result<(JobStore, Vec<Job>, Vec<Unreadable>), StoreError> {
-        let store = JobStore {
+    pub fn open(root: &Path) -> Result<(JobFiles, Vec<Job>, Vec<Unreadable>), SpoolError> {
+        let store = JobFiles {
             root: root.to_owned(),
             jobs: root.join("jobs"),
             tmp: root.join("tmp"),
@@ -126,7 +126,7 @@ impl JobStore {
 
     /// Stores jobs durably: each file written and fsynced, renamed into place, then the
     /// directory fsynced once. On error, the files of this batch are removed again.
-    pub fn persist(&self, jobs: &[Job]) -> Result<(), StoreError> {
+    pub fn persist(&self, jobs: &[Job]) -> Result<(), SpoolError> {
         let mut written: Vec<PathBuf> = Vec::with_capacity(jobs.len());
         let result = jobs.iter().try_for_each(|job| {
             let path = self.write_file(job)?;
@@ -143,14 +143,14 @@ impl JobStore {
     }
 
     /// Rewrites one job (after an attempt) durably.
-    pub fn update(&self, job: &Job) -> Result<(), StoreError> {
+    pub fn update(&self, job: &Job) -> Result<(), SpoolError> {
         self.write_file(job)?;
         sync_dir(&self.jobs)
     }
 
     /// Removes a finished job (and its source, if any). A crash before the removal
     /// reaches the disk replays the job, which its record makes harmless.
-    pub fn remove(&self, id: &str) -> Result<(), StoreError> {
+    pub fn remove(&self, id: &str) -> Result<(), SpoolError> {
         let _ = fs::remove_file(self.source_path(id));
         let path = self.job_path(id);
         match fs::remove_file(&path) {
@@ -159,8 +159,8 @@ impl JobStore {
         }
     }
 
-    fn write_file(&self, job: &Job) -> Result<PathBuf, StoreError> {
-        let bytes = serde_json::to_vec(job).map_err(|source| StoreError::Encode {
+    fn write_file(&self, job: &Job) -> Result<PathBuf, SpoolError> {
+        let bytes = serde_json::to_vec(job).map_err(|source| SpoolError::Encode {
             id: job.id.clone(),
             source,
         })?;
@@ -180,7 +180,7 @@ impl JobStore {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_error("fsync", dir))
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn persisted_jobs_come_back_in_order_and_removed_ones_do_not() {
         let dir = temp_dir("roundtrip");
-        let (store, jobs, bad) = JobStore::open(&dir).unwrap();
+        let (store, jobs, bad) = JobFiles::open(&dir).unwrap();
         assert!(jobs.is_empty() && bad.is_empty());
         let (a, b, c) = (job("a.jpg"), job("b b.jpg"), job("ü.jpg"));
         store.persist(&[a.clone(), b.clone()]).unwrap();
@@ -237,7 +237,7 @@ mod tests {
         fs::write(dir.join("tmp").join("x.json"), b"half").unwrap();
         fs::write(dir.join("jobs").join("broken.json"), b"{").unwrap();
 
-        let (store, jobs, bad) = JobStore::open(&dir).unwrap();
+        let (store, jobs, bad) = JobFiles::open(&dir).unwrap();
         assert_eq!(jobs, vec![updated, c]);
         assert_eq!(bad.len(), 1);
         assert!(bad[0].path.ends_with("broken.json.bad"));

@@ -1,7 +1,7 @@
 //! The bounded queue of unfinished jobs: admission (capacity, duplicates, durable store
 //! before the answer), the order jobs start in, and what is in flight.
 //!
-//! Every unfinished job is here and in the [`JobStore`], waiting (maybe until a retry
+//! Every unfinished job is here and in the [`JobFiles`], waiting (maybe until a retry
 //! time) or in flight. Jobs start in acceptance order, except that two jobs for the same
 //! source never run at once: the later one waits, so that one daemon never races itself
 //! on a record. The capacity bounds every unfinished job, so that a flood cannot fill the
@@ -17,7 +17,7 @@ use pipeline_contract::AcceptedJob;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::spool::files::{JobStore, StoreError};
+use crate::spool::files::{JobFiles, SpoolError};
 use crate::spool::job::Job;
 
 /// How many finished jobs `status` and `jobs` remember.
@@ -37,7 +37,7 @@ pub enum AdmitError {
         capacity: usize,
     },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] SpoolError),
 }
 
 /// How a job ended.
@@ -157,7 +157,7 @@ impl Queue {
     /// Admits jobs: duplicates (same id already held, or twice in this request) are
     /// answered without being stored again; the rest are stored durably and queued, or
     /// none is when they do not all fit. Blocking (fsync): call from a blocking thread.
-    pub fn admit(&self, jobs: Vec<Job>, store: &JobStore) -> Result<Vec<AcceptedJob>, AdmitError> {
+    pub fn admit(&self, jobs: Vec<Job>, store: &JobFiles) -> Result<Vec<AcceptedJob>, AdmitError> {
         let _serial = self.admit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut answers = Vec::with_capacity(jobs.len());
         let mut fresh: Vec<Job> = Vec::new();
@@ -406,11 +406,11 @@ mod tests {
         })
     }
 
-    fn store(name: &str) -> (JobStore, std::path::PathBuf) {
+    fn store(name: &str) -> (JobFiles, std::path::PathBuf) {
         let dir =
             std::env::temp_dir().join(format!("ec2-service-queue-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        (JobStore::open(&dir).unwrap().0, dir)
+        (JobFiles::open(&dir).unwrap().0, dir)
     }
 
     fn finished(job: &Job) -> Finished {

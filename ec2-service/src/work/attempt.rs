@@ -18,7 +18,7 @@ use super::retry::backoff;
 use crate::aws::records::{
     Claim, Done, RecordError, STATUS_DELETED, STATUS_DONE, STATUS_FAILED, VariantRecord, Written,
 };
-use crate::aws::s3::{SourceHead, StorageError, Upload, variant_key, variants_prefix};
+use crate::aws::s3::{S3Error, SourceHead, Upload, variant_key, variants_prefix};
 use crate::error_chain::error_chain;
 use crate::metrics::{Metrics, Stage};
 use crate::pipeline::{Metadata, PipelineError};
@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    S3(#[from] S3Error),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error("the rendering pool went away")]
@@ -55,7 +55,7 @@ impl From<RenderError> for JobError {
 impl JobError {
     pub fn is_transient(&self) -> bool {
         match self {
-            JobError::Storage(e) => e.is_transient(),
+            JobError::S3(e) => e.is_transient(),
             JobError::Pipeline(_) => false,
             JobError::PoolGone | JobError::Scratch(_) => true,
         }
@@ -64,7 +64,7 @@ impl JobError {
     /// The stable code of the FAILED record.
     pub fn code(&self) -> &'static str {
         match self {
-            JobError::Storage(e) => e.code(),
+            JobError::S3(e) => e.code(),
             JobError::Pipeline(e) => e.code(),
             JobError::PoolGone => "internal-error",
             JobError::Scratch(_) => "scratch-error",
@@ -74,10 +74,7 @@ impl JobError {
     /// Whether this is a problem of ours or of AWS (logged at ERROR), not of the source.
     fn is_server_side(&self) -> bool {
         match self {
-            JobError::Storage(e) => !matches!(
-                e,
-                StorageError::NotFound { .. } | StorageError::TooLarge { .. }
-            ),
+            JobError::S3(e) => !matches!(e, S3Error::NotFound { .. } | S3Error::TooLarge { .. }),
             JobError::Pipeline(e) => matches!(e, PipelineError::Internal(_)),
             JobError::PoolGone | JobError::Scratch(_) => true,
         }
@@ -162,7 +159,7 @@ pub async fn run_job(ctx: Arc<Context>, mut job: Job) {
         JobAction::Process => process(&ctx, &job, &settings, &mut timings).await.map(Some),
         JobAction::Delete => delete(&ctx, &job, &mut timings).await.map(|_| None),
     };
-    let _ = tokio::fs::remove_file(ctx.store.source_path(&job.id)).await;
+    let _ = tokio::fs::remove_file(ctx.files.source_path(&job.id)).await;
     let processing_ms = started.elapsed().as_millis() as u64;
 
     let (written, status, code, message, bytes_in, bytes_out) = match outcome {
@@ -268,18 +265,15 @@ async fn process(
 ) -> Result<Processed, JobError> {
     let request = &job.request;
     let limits = &settings.limits;
-    let path = ctx.store.source_path(&job.id);
+    let path = ctx.files.source_path(&job.id);
     let head = timings
-        .time(
-            Stage::Download,
-            ctx.storage.head(&request.bucket, &request.key),
-        )
+        .time(Stage::Download, ctx.s3.head(&request.bucket, &request.key))
         .await?;
     limits.check_source_bytes(head.size)?;
     let downloaded = timings
         .time(
             Stage::Download,
-            ctx.storage.download(
+            ctx.s3.download(
                 &request.bucket,
                 &request.key,
                 head.etag.as_deref(),
@@ -315,7 +309,7 @@ async fn process(
             bytes: variant.bytes.len() as u64,
             format: variant.format.name(),
         });
-        let storage = ctx.storage.clone();
+        let s3 = ctx.s3.clone();
         let bucket = ctx.output_bucket.clone();
         let upload = Upload {
             key,
@@ -324,14 +318,14 @@ async fn process(
             source_key: request.key.clone(),
             recipe_version: recipe_version.clone(),
         };
-        uploads.spawn(async move { storage.put_variant(&bucket, upload).await });
+        uploads.spawn(async move { s3.put_variant(&bucket, upload).await });
     }
     timings
         .time(Stage::Upload, async {
             let mut first_error = None;
             while let Some(result) = uploads.join_next().await {
                 let result = result.unwrap_or_else(|e| {
-                    Err(StorageError::Scratch {
+                    Err(S3Error::Scratch {
                         path: "upload task".to_owned(),
                         source: std::io::Error::other(e),
                     })
@@ -347,7 +341,7 @@ async fn process(
             // output bucket holds what the record lists.
             let keep: Vec<&str> = variants.iter().map(|v| v.key.as_str()).collect();
             let prefix = variants_prefix(&ctx.derived_prefix, &request.key);
-            ctx.storage
+            ctx.s3
                 .delete_variants(&ctx.output_bucket, &prefix, &keep)
                 .await
                 .map(|_| ())
@@ -368,8 +362,7 @@ async fn delete(ctx: &Context, job: &Job, timings: &mut Timings) -> Result<usize
     let removed = timings
         .time(
             Stage::Upload,
-            ctx.storage
-                .delete_variants(&ctx.output_bucket, &prefix, &[]),
+            ctx.s3.delete_variants(&ctx.output_bucket, &prefix, &[]),
         )
         .await?;
     Ok(removed)
@@ -413,7 +406,7 @@ async fn record_unavailable(ctx: &Context, mut job: Job, error: &RecordError, ti
 async fn requeue(ctx: &Context, job: Job, delay: Duration, timings: Timings) {
     ctx.metrics.retried();
     timings.report(&ctx.metrics);
-    let store = ctx.store.clone();
+    let store = ctx.files.clone();
     let stored = job.clone();
     match tokio::task::spawn_blocking(move || store.update(&stored)).await {
         Ok(Ok(())) => {}
@@ -439,7 +432,7 @@ async fn finish(
     bytes_out: u64,
 ) {
     timings.report(&ctx.metrics);
-    let store = ctx.store.clone();
+    let store = ctx.files.clone();
     let id = job.id.clone();
     match tokio::task::spawn_blocking(move || store.remove(&id)).await {
         Ok(Ok(())) => {}

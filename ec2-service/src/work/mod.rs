@@ -13,10 +13,10 @@ pub mod retry;
 use std::sync::{Arc, RwLock};
 
 use crate::aws::records::Records;
-use crate::aws::s3::Storage;
+use crate::aws::s3::S3;
 use crate::metrics::Metrics;
 use crate::settings::RetrySettings;
-use crate::spool::files::JobStore;
+use crate::spool::files::JobFiles;
 use crate::spool::queue::Queue;
 use render_pool::{RenderPool, RenderSettings};
 
@@ -24,8 +24,8 @@ use render_pool::{RenderPool, RenderSettings};
 #[derive(Debug)]
 pub struct Context {
     pub queue: Arc<Queue>,
-    pub store: JobStore,
-    pub storage: Storage,
+    pub files: JobFiles,
+    pub s3: S3,
     pub records: Records,
     pub pool: RenderPool,
     pub render: RwLock<Arc<RenderSettings>>,
