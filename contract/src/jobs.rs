@@ -56,23 +56,57 @@ pub struct JobsRequest {
     pub jobs: Vec<JobRequest>,
 }
 
-/// One job the daemon accepted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AcceptedJob {
-    /// The daemon's id for the job.
-    pub id: String,
-    /// The source key the job is for (decoded).
-    pub key: String,
-    /// True when the daemon already held this job (same object, same event) and did not
-    /// enqueue it again.
-    pub duplicate: bool,
+/// What the daemon did with one job of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerStatus {
+    /// Stored durably: it will end as a record (done, failed or deleted).
+    Accepted,
+    /// The daemon already held this job (same object, same event): nothing stored again.
+    Duplicate,
+    /// Not taken: see the answer's `code` ([`Refusal`](crate::Refusal) codes, or
+    /// `queue-full` and the like when the daemon cannot take it right now).
+    Refused,
 }
 
-/// Body of a 2xx answer to `POST /v1/jobs`.
+/// The daemon's answer for one job, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobAnswer {
+    /// The daemon's id for the job (absent when refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The source key the job is for (decoded).
+    pub key: String,
+    /// What was done.
+    pub status: AnswerStatus,
+    /// Why it was refused: a stable kebab-case code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Why it was refused, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl JobAnswer {
+    /// Whether the sender may consider this job handled: accepted, a duplicate, or
+    /// refused on purpose ([`Refusal::is_deliberate_skip`](crate::Refusal::is_deliberate_skip)).
+    /// Anything else must be retried or end where failures are kept (a DLQ).
+    pub fn is_handled(&self) -> bool {
+        match self.status {
+            AnswerStatus::Accepted | AnswerStatus::Duplicate => true,
+            AnswerStatus::Refused => self
+                .code
+                .as_deref()
+                .is_some_and(crate::Refusal::code_is_deliberate_skip),
+        }
+    }
+}
+
+/// Body of a 2xx answer to `POST /v1/jobs`: one answer per job.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct JobsAccepted {
+pub struct JobAnswers {
     /// One entry per job of the request, in the same order.
-    pub jobs: Vec<AcceptedJob>,
+    pub jobs: Vec<JobAnswer>,
 }
 
 /// Body of every non-2xx answer.
@@ -161,12 +195,24 @@ mod tests {
         let text = serde_json::to_string(&request).unwrap();
         assert_eq!(serde_json::from_str::<JobsRequest>(&text).unwrap(), request);
 
-        let accepted: JobsAccepted = serde_json::from_value(json!({"jobs": [
-            {"id": "j-1", "key": "uploads/red flower.jpg", "duplicate": false}
+        let answers: JobAnswers = serde_json::from_value(json!({"jobs": [
+            {"id": "j-1", "key": "uploads/red flower.jpg", "status": "accepted"},
+            {"id": "j-2", "key": "uploads/b.jpg", "status": "duplicate"},
+            {"key": "variants/x", "status": "refused", "code": "own-output", "message": "m"},
+            {"key": "uploads/c.jpg", "status": "refused", "code": "wrong-bucket"}
         ]}))
         .unwrap();
-        assert_eq!(accepted.jobs[0].id, "j-1");
-        assert!(!accepted.jobs[0].duplicate);
+        assert_eq!(answers.jobs[0].id.as_deref(), Some("j-1"));
+        assert_eq!(
+            answers
+                .jobs
+                .iter()
+                .map(JobAnswer::is_handled)
+                .collect::<Vec<_>>(),
+            [true, true, true, false]
+        );
+        let text = serde_json::to_string(&answers).unwrap();
+        assert_eq!(serde_json::from_str::<JobAnswers>(&text).unwrap(), answers);
 
         let error: ErrorBody =
             serde_json::from_value(json!({"code": "queue-full", "message": "try later"})).unwrap();

@@ -19,20 +19,14 @@ pub enum ServiceError {
     Signature(#[from] SignatureError),
     #[error("the body is not a valid job request: {0}")]
     MalformedBody(String),
-    #[error("job {index}: {reason}")]
-    InvalidJob { index: usize, reason: String },
-    #[error("job {index}: bucket {bucket:?} is not the source bucket this daemon serves")]
-    WrongBucket { index: usize, bucket: String },
-    #[error("job {index}: {key:?} is a derived object (under {prefix:?}) and is never processed")]
-    DerivedKey {
-        index: usize,
-        key: String,
-        prefix: String,
-    },
     #[error("the body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("cannot read the body: {0}")]
     BodyUnreadable(String),
+    #[error("the body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
+    #[error("too many requests are being read; try again")]
+    Busy,
     #[error("{0}")]
     QueueFull(String),
     #[error("the scratch disk is too full to store jobs: {0}")]
@@ -54,7 +48,7 @@ impl From<AdmitError> for ServiceError {
         match error {
             AdmitError::Stopping => ServiceError::ShuttingDown,
             full @ AdmitError::Full { .. } => ServiceError::QueueFull(full.to_string()),
-            AdmitError::Store(e) => ServiceError::Store(e),
+            AdmitError::Spool(e) => ServiceError::Store(e),
         }
     }
 }
@@ -65,11 +59,10 @@ impl ServiceError {
         match self {
             ServiceError::Signature(e) => e.code(),
             ServiceError::MalformedBody(_) => "malformed-body",
-            ServiceError::InvalidJob { .. } => "invalid-job",
-            ServiceError::WrongBucket { .. } => "wrong-bucket",
-            ServiceError::DerivedKey { .. } => "derived-key",
             ServiceError::BodyTooLarge { .. } => "body-too-large",
             ServiceError::BodyUnreadable(_) => "body-unreadable",
+            ServiceError::BodyTimeout { .. } => "body-timeout",
+            ServiceError::Busy => "busy",
             ServiceError::QueueFull(_) => "queue-full",
             ServiceError::ScratchFull(_) => "scratch-full",
             ServiceError::ShuttingDown => "shutting-down",
@@ -86,6 +79,7 @@ impl ServiceError {
             ServiceError::QueueFull(_) => Some(5),
             ServiceError::ScratchFull(_) => Some(30),
             ServiceError::ShuttingDown | ServiceError::NotReady(_) => Some(10),
+            ServiceError::Busy => Some(1),
             _ => None,
         }
     }
@@ -104,16 +98,16 @@ impl ResponseError for ServiceError {
     fn status_code(&self) -> StatusCode {
         match self {
             ServiceError::Signature(_) => StatusCode::UNAUTHORIZED,
-            ServiceError::MalformedBody(_)
-            | ServiceError::InvalidJob { .. }
-            | ServiceError::WrongBucket { .. }
-            | ServiceError::DerivedKey { .. }
-            | ServiceError::BodyUnreadable(_) => StatusCode::BAD_REQUEST,
+            ServiceError::MalformedBody(_) | ServiceError::BodyUnreadable(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ServiceError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ServiceError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ServiceError::ReconcileRunning => StatusCode::CONFLICT,
             ServiceError::QueueFull(_)
             | ServiceError::ScratchFull(_)
             | ServiceError::ShuttingDown
+            | ServiceError::Busy
             | ServiceError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Store(_) | ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -188,23 +182,12 @@ mod tests {
                 false,
             ),
             (
-                ServiceError::InvalidJob {
-                    index: 0,
-                    reason: "key is empty".into(),
-                },
-                400,
-                "invalid-job",
+                ServiceError::BodyTimeout { secs: 10 },
+                408,
+                "body-timeout",
                 false,
             ),
-            (
-                ServiceError::WrongBucket {
-                    index: 0,
-                    bucket: "x".into(),
-                },
-                400,
-                "wrong-bucket",
-                false,
-            ),
+            (ServiceError::Busy, 503, "busy", true),
             (
                 ServiceError::BodyTooLarge { limit: 10 },
                 413,
@@ -247,6 +230,8 @@ mod tests {
             assert!(
                 !body.message.contains("secret-path") && !body.message.contains("disk on fire")
             );
+            // A 401 never tells the caller the server's clock.
+            assert!(!body.message.contains("1000"), "{}", body.message);
         }
         let full: ServiceError = AdmitError::Full {
             unfinished: 3,

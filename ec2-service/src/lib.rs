@@ -22,6 +22,7 @@ pub mod aws;
 pub mod cli;
 pub mod daemon;
 pub mod error_chain;
+pub mod faults;
 pub mod http_error;
 pub mod intake;
 pub mod metrics;

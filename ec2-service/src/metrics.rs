@@ -10,22 +10,28 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::spool::job::Ending;
 use crate::spool::queue::Depth;
 
 /// The stages whose durations are measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// HEAD and GET of the source.
     Download,
-    Decode,
+    /// Waiting for the source's share of the memory budget.
+    Wait,
+    /// Running the recipe on the source (`pipeline::render`: decode to encode).
     Render,
+    /// PUT and removal of variants.
     Upload,
+    /// DynamoDB reads and writes of the record.
     Record,
 }
 
 impl Stage {
     pub const ALL: [Stage; 5] = [
         Stage::Download,
-        Stage::Decode,
+        Stage::Wait,
         Stage::Render,
         Stage::Upload,
         Stage::Record,
@@ -34,7 +40,7 @@ impl Stage {
     pub fn name(self) -> &'static str {
         match self {
             Stage::Download => "download",
-            Stage::Decode => "decode",
+            Stage::Wait => "wait",
             Stage::Render => "render",
             Stage::Upload => "upload",
             Stage::Record => "record",
@@ -67,14 +73,24 @@ impl Histogram {
     }
 }
 
+/// The memory budget at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    pub reserved_bytes: u64,
+    pub budget_bytes: u64,
+}
+
 /// Every metric of the daemon.
 #[derive(Debug, Default)]
 pub struct Metrics {
     accepted: AtomicU64,
     duplicates: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
-    finished: Mutex<BTreeMap<(String, String), u64>>,
+    finished: Mutex<BTreeMap<(Ending, String), u64>>,
     retries: AtomicU64,
+    record_waits: AtomicU64,
+    replays: AtomicU64,
+    panics: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     stages: [Histogram; Stage::ALL.len()],
@@ -86,7 +102,7 @@ impl Metrics {
         self.duplicates.fetch_add(duplicates, Ordering::Relaxed);
     }
 
-    /// A `POST /v1/jobs` refused with this error code.
+    /// A request or a job refused with this error code.
     pub fn rejected(&self, code: &'static str) {
         *self
             .rejected
@@ -96,18 +112,33 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// A job ended with `status` (`DONE`, `FAILED`, …) and `code` (empty unless failed).
-    pub fn finished(&self, status: &str, code: &str) {
+    /// A job ended so, with `code` (empty unless failed).
+    pub fn finished(&self, ending: Ending, code: &str) {
         *self
             .finished
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((status.to_owned(), code.to_owned()))
+            .entry((ending, code.to_owned()))
             .or_default() += 1;
     }
 
     pub fn retried(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A job waited for the record store (no attempt spent).
+    pub fn record_waited(&self) {
+        self.record_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A signed request seen before was answered as duplicates.
+    pub fn replayed(&self) {
+        self.replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A job task panicked.
+    pub fn panicked(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn bytes_in(&self, bytes: u64) {
@@ -122,19 +153,19 @@ impl Metrics {
         self.stages[stage as usize].observe(duration);
     }
 
-    /// Jobs that ended with `status`, any code.
-    pub fn finished_count(&self, status: &str) -> u64 {
+    /// Jobs that ended so, any code.
+    pub fn finished_count(&self, ending: Ending) -> u64 {
         self.finished
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .filter(|((s, _), _)| s == status)
+            .filter(|((e, _), _)| *e == ending)
             .map(|(_, n)| n)
             .sum()
     }
 
     /// The Prometheus text exposition.
-    pub fn exposition(&self, depth: Depth, accepting: bool) -> String {
+    pub fn exposition(&self, depth: Depth, accepting: bool, memory: Memory) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -200,6 +231,24 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "ec2_service_record_waits_total",
+            "Times a job waited for the record store (DynamoDB) without spending an attempt.",
+            self.record_waits.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ec2_service_requests_replayed_total",
+            "Signed requests seen before, answered as duplicates without any work.",
+            self.replays.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "ec2_service_job_panics_total",
+            "Job tasks that panicked (a bug: please report it).",
+            self.panics.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
             "ec2_service_bytes_in_total",
             "Source bytes downloaded.",
             self.bytes_in.load(Ordering::Relaxed),
@@ -227,6 +276,24 @@ impl Metrics {
             "ec2_service_jobs_in_flight",
             "Jobs being processed.",
             depth.in_flight as u64,
+        );
+        gauge(
+            &mut out,
+            "ec2_service_jobs_parked",
+            "Jobs that cannot end until an operator acts (see `ec2-service jobs`).",
+            depth.parked as u64,
+        );
+        gauge(
+            &mut out,
+            "ec2_service_memory_budget_reserved_bytes",
+            "Memory budget reserved by the sources being read and rendered.",
+            memory.reserved_bytes,
+        );
+        gauge(
+            &mut out,
+            "ec2_service_memory_budget_bytes",
+            "The whole memory budget of the renders (server.memory_budget_bytes).",
+            memory.budget_bytes,
         );
         gauge(
             &mut out,
@@ -278,9 +345,9 @@ mod tests {
         let m = Metrics::default();
         m.accepted(3, 1);
         m.rejected("bad-signature");
-        m.finished("DONE", "");
-        m.finished("FAILED", "corrupt-image");
-        m.finished("FAILED", "corrupt-image");
+        m.finished(Ending::Done, "");
+        m.finished(Ending::Failed, "corrupt-image");
+        m.finished(Ending::Failed, "corrupt-image");
         m.observe(Stage::Download, Duration::from_millis(30));
         m.observe(Stage::Download, Duration::from_secs(1000));
         m.bytes_in(1234);
@@ -289,9 +356,14 @@ mod tests {
                 waiting: 2,
                 retrying: 1,
                 in_flight: 1,
+                parked: 1,
                 capacity: 10,
             },
             true,
+            Memory {
+                reserved_bytes: 5,
+                budget_bytes: 100,
+            },
         );
         for line in [
             "ec2_service_jobs_accepted_total 3",
@@ -301,6 +373,8 @@ mod tests {
             "ec2_service_jobs_finished_total{status=\"FAILED\",code=\"corrupt-image\"} 2",
             "ec2_service_queue_depth 2",
             "ec2_service_jobs_in_flight 1",
+            "ec2_service_jobs_parked 1",
+            "ec2_service_memory_budget_reserved_bytes 5",
             "ec2_service_bytes_in_total 1234",
             "ec2_service_stage_duration_seconds_bucket{stage=\"download\",le=\"0.025\"} 0",
             "ec2_service_stage_duration_seconds_bucket{stage=\"download\",le=\"0.05\"} 1",
@@ -312,6 +386,6 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        assert_eq!(m.finished_count("FAILED"), 2);
+        assert_eq!(m.finished_count(Ending::Failed), 2);
     }
 }

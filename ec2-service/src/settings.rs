@@ -58,6 +58,12 @@ pub struct ServerSettings {
     pub memory_budget_bytes: u64,
     /// Largest `POST /v1/jobs` body, in bytes.
     pub max_body_bytes: usize,
+    /// Seconds a request's body may take to arrive, after its signature headers passed.
+    pub body_timeout_secs: u64,
+    /// Request bodies held in memory at once (each at most `max_body_bytes`).
+    pub max_bodies_in_memory: usize,
+    /// Open connections on the public listener, at most.
+    pub max_connections: usize,
     /// Threads answering HTTP requests.
     pub http_workers: usize,
 }
@@ -72,6 +78,9 @@ impl Default for ServerSettings {
             render_threads: 0,
             memory_budget_bytes: 4 << 30,
             max_body_bytes: 1 << 20,
+            body_timeout_secs: 10,
+            max_bodies_in_memory: 64,
+            max_connections: 512,
             http_workers: 2,
         }
     }
@@ -83,12 +92,15 @@ impl Default for ServerSettings {
 pub struct AdminSettings {
     /// Loopback address of the admin endpoints (`status`, `jobs`, `reprocess`, `reconcile`).
     pub listen: String,
+    /// Objects per listing page while reconciling (1-1000; one page is held at a time).
+    pub reconcile_page_size: u32,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
         AdminSettings {
             listen: "127.0.0.1:8081".to_owned(),
+            reconcile_page_size: 1000,
         }
     }
 }
@@ -130,7 +142,11 @@ pub struct AwsSettings {
     /// The DynamoDB table of records (partition key `FileName`, a string).
     pub table: String,
     /// Key prefix of the variants in the output bucket; must end with `/`.
-    pub derived_prefix: String,
+    #[serde(alias = "derived_prefix")]
+    pub variant_prefix: String,
+    /// Base URL the variants are served from (the CloudFront distribution,
+    /// `https://d1234.cloudfront.net`): each variant in a record gets `Url` = base + key.
+    pub public_base_url: Option<String>,
     /// Connection timeout, in milliseconds.
     pub connect_timeout_ms: u64,
     /// Timeout of one attempt of one AWS call, in milliseconds (a download's body has its
@@ -150,7 +166,8 @@ impl Default for AwsSettings {
             source_bucket: String::new(),
             output_bucket: String::new(),
             table: String::new(),
-            derived_prefix: pipeline_contract::DERIVED_PREFIX.to_owned(),
+            variant_prefix: pipeline_contract::VARIANT_PREFIX.to_owned(),
+            public_base_url: None,
             connect_timeout_ms: 3_000,
             attempt_timeout_ms: 30_000,
             sdk_max_attempts: 3,
@@ -390,6 +407,16 @@ impl Settings {
             ("server.queue_capacity", server.queue_capacity as u64),
             ("server.memory_budget_bytes", server.memory_budget_bytes),
             ("server.max_body_bytes", server.max_body_bytes as u64),
+            ("server.body_timeout_secs", server.body_timeout_secs),
+            (
+                "server.max_bodies_in_memory",
+                server.max_bodies_in_memory as u64,
+            ),
+            ("server.max_connections", server.max_connections as u64),
+            (
+                "admin.reconcile_page_size",
+                u64::from(self.admin.reconcile_page_size),
+            ),
             ("server.http_workers", server.http_workers as u64),
             ("aws.connect_timeout_ms", self.aws.connect_timeout_ms),
             ("aws.attempt_timeout_ms", self.aws.attempt_timeout_ms),
@@ -414,6 +441,12 @@ impl Settings {
                 100,
             ),
             ("signing.max_skew_secs", self.signing.max_skew_secs, 3_600),
+            ("server.body_timeout_secs", server.body_timeout_secs, 300),
+            (
+                "admin.reconcile_page_size",
+                u64::from(self.admin.reconcile_page_size),
+                1_000,
+            ),
         ];
         for (key, value, max) in at_most {
             if value > max {
@@ -432,15 +465,16 @@ impl Settings {
                 self.scratch.dir
             ));
         }
-        let prefix = &self.aws.derived_prefix;
+        let prefix = &self.aws.variant_prefix;
         if prefix.len() < 2 || !prefix.ends_with('/') || prefix.starts_with('/') {
             return Err(format!(
-                "aws.derived_prefix: {prefix:?} must be a key prefix ending with '/', like \"variants/\""
+                "aws.variant_prefix: {prefix:?} must be a key prefix ending with '/', like \"variants/\""
             ));
         }
         for (key, url) in [
             ("aws.endpoint_url", &self.aws.endpoint_url),
             ("aws.s3_endpoint_url", &self.aws.s3_endpoint_url),
+            ("aws.public_base_url", &self.aws.public_base_url),
         ] {
             if let Some(url) = url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -487,6 +521,15 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// The contract's rules for this pipeline's buckets.
+    pub fn rules(&self) -> pipeline_contract::Rules {
+        pipeline_contract::Rules {
+            source_bucket: self.aws.source_bucket.clone(),
+            output_bucket: self.aws.output_bucket.clone(),
+            variant_prefix: self.aws.variant_prefix.clone(),
+        }
     }
 
     /// Jobs processed at once.
@@ -856,8 +899,8 @@ mod service_sections {
         );
         assert!(error(&[("EC2_SERVICE__SCRATCH__DIR", "relative/dir")]).contains("scratch.dir"));
         assert!(
-            error(&[("EC2_SERVICE__AWS__DERIVED_PREFIX", "variants")])
-                .contains("aws.derived_prefix")
+            error(&[("EC2_SERVICE__AWS__VARIANT_PREFIX", "variants")])
+                .contains("aws.variant_prefix")
         );
         assert!(
             error(&[("EC2_SERVICE__AWS__ENDPOINT_URL", "localhost:5000")])

@@ -6,7 +6,7 @@
 use std::error::Error as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pipeline_contract::{ErrorBody, JOBS_METHOD, JOBS_PATH, JobsAccepted, JobsRequest, SigningKey};
+use pipeline_contract::{ErrorBody, JOBS_METHOD, JOBS_PATH, JobAnswers, JobsRequest, SigningKey};
 use reqwest::Url;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 
@@ -19,6 +19,15 @@ pub enum SubmitError {
     /// The daemon could not be reached (refused, reset, DNS, TLS, …).
     #[error("could not reach the daemon: {0}")]
     Transport(String),
+    /// The daemon answered 2xx, but not with one answer per job: the jobs cannot be told
+    /// apart, so none counts as handled.
+    #[error("the daemon's answer does not list the {sent} jobs sent: {detail}")]
+    UnreadableAnswer {
+        /// Jobs sent.
+        sent: usize,
+        /// What was wrong with the answer.
+        detail: String,
+    },
     /// The daemon answered with a status other than 2xx.
     #[error("the daemon answered {status}{}", describe(code.as_deref(), message.as_deref()))]
     Rejected {
@@ -72,9 +81,10 @@ impl DaemonClient {
         })
     }
 
-    /// Sends the jobs, signed, and succeeds only on a 2xx. The accepted jobs are returned
-    /// when the answer's body could be read as [`JobsAccepted`].
-    pub async fn submit(&self, jobs: &JobsRequest) -> Result<Option<JobsAccepted>, SubmitError> {
+    /// Sends the jobs, signed. On a 2xx the daemon's answer for each job, in order (see
+    /// [`JobAnswer::is_handled`](pipeline_contract::JobAnswer::is_handled)); any other
+    /// answer is an error for all of them.
+    pub async fn submit(&self, jobs: &JobsRequest) -> Result<JobAnswers, SubmitError> {
         let body = serde_json::to_vec(jobs).expect("job requests always serialise");
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -98,14 +108,18 @@ impl DaemonClient {
             .await
             .map_err(|error| self.transport_error(&error))?;
         if status.is_success() {
-            let accepted = serde_json::from_slice::<JobsAccepted>(&bytes).ok();
-            if accepted.is_none() {
-                tracing::warn!(
-                    status = status.as_u16(),
-                    "the daemon accepted the jobs but its answer is not a JobsAccepted body"
-                );
-            }
-            return Ok(accepted);
+            let sent = jobs.jobs.len();
+            return match serde_json::from_slice::<JobAnswers>(&bytes) {
+                Ok(answers) if answers.jobs.len() == sent => Ok(answers),
+                Ok(answers) => Err(SubmitError::UnreadableAnswer {
+                    sent,
+                    detail: format!("{} answers", answers.jobs.len()),
+                }),
+                Err(error) => Err(SubmitError::UnreadableAnswer {
+                    sent,
+                    detail: error.to_string(),
+                }),
+            };
         }
         let error_body = serde_json::from_slice::<ErrorBody>(&bytes).ok();
         Err(SubmitError::Rejected {

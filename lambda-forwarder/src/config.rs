@@ -7,10 +7,8 @@
 
 use std::time::Duration;
 
-use pipeline_contract::{DERIVED_PREFIX, SigningKey};
+use pipeline_contract::{Filter, Rules, SigningKey, VARIANT_PREFIX};
 use reqwest::Url;
-
-use crate::filter::Filter;
 
 /// Base URL of the daemon, e.g. `http://10.0.1.12:8080` (scheme, host and port only).
 pub const EC2_SERVICE_URL: &str = "EC2_SERVICE_URL";
@@ -26,8 +24,13 @@ pub const SOURCE_PREFIX: &str = "SOURCE_PREFIX";
 /// Comma-separated key suffixes to forward, compared without regard to ASCII case
 /// (default: empty, every suffix), e.g. `.jpg,.jpeg,.png,.webp`.
 pub const SOURCE_SUFFIXES: &str = "SOURCE_SUFFIXES";
-/// Prefix of the daemon's own outputs, never forwarded (default `variants/`).
-pub const DERIVED_PREFIX_VAR: &str = "DERIVED_PREFIX";
+/// The source bucket: events from any other bucket are refused (a misrouted notification).
+pub const SOURCE_BUCKET: &str = "SOURCE_BUCKET";
+/// The bucket the daemon writes its variants to.
+pub const OUTPUT_BUCKET: &str = "OUTPUT_BUCKET";
+/// Key prefix of the daemon's variants in the output bucket, never forwarded (default
+/// `variants/`).
+pub const VARIANT_PREFIX_VAR: &str = "VARIANT_PREFIX";
 /// Timeout of the whole call to the daemon, in milliseconds (default 5000).
 pub const REQUEST_TIMEOUT_MS: &str = "REQUEST_TIMEOUT_MS";
 
@@ -127,22 +130,28 @@ impl Config {
             }
         };
 
-        let derived_prefix = get(DERIVED_PREFIX_VAR).unwrap_or_else(|| DERIVED_PREFIX.to_owned());
-        if !derived_prefix.ends_with('/') || derived_prefix.starts_with('/') {
+        let variant_prefix = get(VARIANT_PREFIX_VAR).unwrap_or_else(|| VARIANT_PREFIX.to_owned());
+        if !variant_prefix.ends_with('/') || variant_prefix.starts_with('/') {
             return Err(problem(
-                DERIVED_PREFIX_VAR,
+                VARIANT_PREFIX_VAR,
                 format!(
-                    "{derived_prefix:?} must be a key prefix ending with '/', like \"{DERIVED_PREFIX}\""
+                    "{variant_prefix:?} must be a key prefix ending with '/', like \"{VARIANT_PREFIX}\""
                 ),
             ));
         }
+        let rules = Rules {
+            source_bucket: required(SOURCE_BUCKET)?.trim().to_owned(),
+            output_bucket: required(OUTPUT_BUCKET)?.trim().to_owned(),
+            variant_prefix,
+        };
         let source_prefix = get(SOURCE_PREFIX).unwrap_or_default();
-        if pipeline_contract::is_derived_key(&source_prefix, &derived_prefix) {
+        if rules.is_own_output(&rules.source_bucket, &source_prefix) {
             return Err(problem(
                 SOURCE_PREFIX,
                 format!(
-                    "{source_prefix:?} lies under the daemon's output prefix {derived_prefix:?}: \
-                     nothing could ever be forwarded"
+                    "{source_prefix:?} lies under the daemon's variant prefix {:?} of the same bucket: \
+                     nothing could ever be forwarded",
+                    rules.variant_prefix
                 ),
             ));
         }
@@ -170,7 +179,7 @@ impl Config {
             service_url,
             key_id,
             secret,
-            filter: Filter::new(source_prefix, suffixes, derived_prefix),
+            filter: Filter::new(rules, source_prefix, suffixes),
             request_timeout,
         })
     }
@@ -252,7 +261,17 @@ mod tests {
             (EC2_SERVICE_URL, "http://127.0.0.1:8080"),
             (SIGNING_KEY_ID, "k1"),
             (SIGNING_KEY, SECRET),
+            (SOURCE_BUCKET, "photos"),
+            (OUTPUT_BUCKET, "photos-out"),
         ]
+    }
+
+    fn rules(variant_prefix: &str) -> Rules {
+        Rules {
+            source_bucket: "photos".into(),
+            output_bucket: "photos-out".into(),
+            variant_prefix: variant_prefix.into(),
+        }
     }
 
     fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
@@ -280,7 +299,10 @@ mod tests {
             config.secret,
             SecretSource::Inline(SigningKey::new("k1", SECRET).unwrap())
         );
-        assert_eq!(config.filter, Filter::new("", Vec::new(), "variants/"));
+        assert_eq!(
+            config.filter,
+            Filter::new(rules("variants/"), "", Vec::new())
+        );
         assert_eq!(config.request_timeout, Duration::from_millis(5000));
         assert!(!format!("{config:?}").contains(SECRET));
     }
@@ -293,8 +315,10 @@ mod tests {
             (SIGNING_KEY_PARAMETER, "/pipeline/prod/signing-key"),
             (SOURCE_PREFIX, "uploads/"),
             (SOURCE_SUFFIXES, " .jpg, .JPEG ,,.png "),
-            (DERIVED_PREFIX_VAR, "out/"),
+            (VARIANT_PREFIX_VAR, "out/"),
             (REQUEST_TIMEOUT_MS, "2500"),
+            (SOURCE_BUCKET, "photos"),
+            (OUTPUT_BUCKET, "photos-out"),
         ]))
         .unwrap();
         assert_eq!(
@@ -308,9 +332,9 @@ mod tests {
         assert_eq!(
             config.filter,
             Filter::new(
+                rules("out/"),
                 "uploads/",
                 vec![".jpg".into(), ".JPEG".into(), ".png".into()],
-                "out/"
             )
         );
         assert_eq!(config.request_timeout, Duration::from_millis(2500));
@@ -318,7 +342,12 @@ mod tests {
 
     #[test]
     fn missing_required_variables_are_named() {
-        for name in [EC2_SERVICE_URL, SIGNING_KEY_ID] {
+        for name in [
+            EC2_SERVICE_URL,
+            SIGNING_KEY_ID,
+            SOURCE_BUCKET,
+            OUTPUT_BUCKET,
+        ] {
             let error = without(name).unwrap_err();
             assert_eq!(error.variable, name);
             assert!(error.to_string().contains(name), "{error}");
@@ -344,9 +373,8 @@ mod tests {
             (SIGNING_KEY_ID, "has space"),
             (SIGNING_KEY, "too-short"),
             (SOURCE_SUFFIXES, ".jpg,dir/.png"),
-            (DERIVED_PREFIX_VAR, "variants"),
-            (DERIVED_PREFIX_VAR, "/variants/"),
-            (SOURCE_PREFIX, "variants/uploads/"),
+            (VARIANT_PREFIX_VAR, "variants"),
+            (VARIANT_PREFIX_VAR, "/variants/"),
             (REQUEST_TIMEOUT_MS, "0"),
             (REQUEST_TIMEOUT_MS, "fast"),
             (REQUEST_TIMEOUT_MS, "900001"),
@@ -358,6 +386,15 @@ mod tests {
         }
         let error = with(&[(SIGNING_KEY, "too-short")]).unwrap_err();
         assert!(!error.to_string().contains("too-short"), "{error}");
+        // A source prefix under the variant prefix is refused only where it matters: when
+        // sources and variants share one bucket.
+        let same_bucket = with(&[
+            (OUTPUT_BUCKET, "photos"),
+            (SOURCE_PREFIX, "variants/uploads/"),
+        ])
+        .unwrap_err();
+        assert_eq!(same_bucket.variable, SOURCE_PREFIX);
+        assert!(with(&[(SOURCE_PREFIX, "variants/uploads/")]).is_ok());
     }
 
     #[test]

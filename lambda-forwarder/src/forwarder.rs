@@ -2,25 +2,30 @@
 //! Lambda exactly what failed.
 //!
 //! - Direct S3 event: every record that passes the filter goes in one request. If the
-//!   daemon does not accept it, or a record cannot be read, the invocation fails so that
-//!   Lambda retries it and then hands it to the failure destination. (Readable records are
-//!   still sent first: the daemon deduplicates the retries.)
-//! - SQS batch: jobs are grouped per message and all sent in one request. The answer names
-//!   in `batchItemFailures` exactly the messages that are not done: those that had a job
-//!   when the request failed, and those that cannot be read (so they reach the DLQ rather
-//!   than vanish). Messages that filter to nothing, and test events, succeed. The readable
-//!   jobs of a partly unreadable message are still sent; its redelivery is deduplicated.
+//!   daemon does not take every job (see [`JobAnswer::is_handled`]), or a record cannot be
+//!   read, the invocation fails so that Lambda retries it and then hands it to the failure
+//!   destination. (Readable records are still sent first: the daemon deduplicates the
+//!   retries.)
+//! - SQS batch: jobs are grouped per message and all sent in one request; the daemon answers
+//!   per job. `batchItemFailures` names exactly the messages that are not done: those with
+//!   a job the daemon did not take (or all that had jobs, when the request as a whole
+//!   failed), and those that cannot be read (so they reach the DLQ rather than vanish).
+//!   One refused job never fails its neighbours' messages. Messages that filter to nothing,
+//!   and test events, succeed. The readable jobs of a partly unreadable message are still
+//!   sent; its redelivery is deduplicated.
 //! - `s3:TestEvent`: acknowledged, nothing sent.
 //!
 //! Nothing is ever logged and dropped: every outcome is a success or an error Lambda acts on.
 
-use pipeline_contract::{JobRequest, JobsRequest};
+use pipeline_contract::s3_event::{
+    self as event, EventError, Incoming, Notification, RecordOutcome,
+};
+use pipeline_contract::{JobAnswer, JobAnswers, JobRequest, JobsRequest, LogKey};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::client::{DaemonClient, SubmitError};
-use crate::event::{self, EventError, Incoming, Notification, RecordOutcome};
-use crate::filter::Filter;
+use pipeline_contract::Filter;
 
 /// The forwarder, built once at cold start.
 #[derive(Debug, Clone)]
@@ -74,6 +79,14 @@ pub enum ForwardError {
     /// The daemon did not accept the jobs.
     #[error("the jobs were not accepted: {0}")]
     NotAccepted(#[from] SubmitError),
+    /// The daemon answered, but did not take some jobs of a direct S3 event.
+    #[error("{count} job(s) not taken by the daemon; first: {first}")]
+    NotTaken {
+        /// How many.
+        count: usize,
+        /// The first one's key and code.
+        first: String,
+    },
     /// Some records of a direct S3 event could not be read.
     #[error("{count} record(s) of the event could not be read; first: {first}")]
     InvalidRecords {
@@ -97,6 +110,7 @@ impl ForwardError {
         match self {
             Self::UnrecognisedEvent(_) => "Forwarder.UnrecognisedEvent",
             Self::NotAccepted(_) => "Forwarder.NotAccepted",
+            Self::NotTaken { .. } => "Forwarder.NotTaken",
             Self::InvalidRecords { .. } => "Forwarder.InvalidRecords",
             Self::MissingMessageId { .. } => "Forwarder.MissingMessageId",
         }
@@ -151,11 +165,24 @@ impl Forwarder {
             }
         }
         let forwarded = jobs.len();
-        if !jobs.is_empty()
-            && let Err(error) = self.submit(jobs).await
-        {
-            tracing::error!(%error, jobs = forwarded, "jobs not accepted; failing the invocation");
-            return Err(error.into());
+        if !jobs.is_empty() {
+            let answers = match self.submit(jobs).await {
+                Ok(answers) => answers,
+                Err(error) => {
+                    tracing::error!(%error, jobs = forwarded, "jobs not accepted; failing the invocation");
+                    return Err(error.into());
+                }
+            };
+            let not_taken: Vec<&JobAnswer> =
+                answers.jobs.iter().filter(|a| !a.is_handled()).collect();
+            if let Some(first) = not_taken.first() {
+                let first = describe(first);
+                tracing::error!(not_taken = not_taken.len(), first = %first, "jobs not taken; failing the invocation");
+                return Err(ForwardError::NotTaken {
+                    count: not_taken.len(),
+                    first,
+                });
+            }
         }
         if let Some(first) = invalid.first() {
             tracing::error!(
@@ -191,30 +218,43 @@ impl Forwarder {
             ids.push(id);
         }
 
-        let jobs: Vec<JobRequest> = per_message
+        // Each job remembers its message, so that an answer fails only its own message.
+        let (owners, jobs): (Vec<usize>, Vec<JobRequest>) = per_message
             .iter()
-            .flat_map(|message| message.jobs.iter().cloned())
-            .collect();
+            .enumerate()
+            .flat_map(|(index, message)| message.jobs.iter().map(move |job| (index, job.clone())))
+            .unzip();
         let job_count = jobs.len();
-        let accepted = if jobs.is_empty() {
-            true
-        } else {
+        let mut failed = vec![false; per_message.len()];
+        if !jobs.is_empty() {
             match self.submit(jobs).await {
-                Ok(()) => true,
+                Ok(answers) => {
+                    for (owner, answer) in owners.iter().zip(&answers.jobs) {
+                        if !answer.is_handled() {
+                            tracing::error!(
+                                message_id = ids[*owner],
+                                job = %describe(answer),
+                                "job not taken; its message returns to the queue"
+                            );
+                            failed[*owner] = true;
+                        }
+                    }
+                }
                 Err(error) => {
                     tracing::error!(%error, jobs = job_count, "jobs not accepted; returning their messages to the queue");
-                    false
+                    for owner in &owners {
+                        failed[*owner] = true;
+                    }
                 }
             }
-        };
+        }
 
         let failures: Vec<BatchItemFailure> = ids
             .into_iter()
             .zip(&per_message)
-            .filter(|(_, message)| {
-                message.invalid.is_some() || (!accepted && !message.jobs.is_empty())
-            })
-            .map(|(id, _)| BatchItemFailure {
+            .zip(&failed)
+            .filter(|((_, message), failed)| message.invalid.is_some() || **failed)
+            .map(|((id, _), _)| BatchItemFailure {
                 item_identifier: id,
             })
             .collect();
@@ -222,7 +262,6 @@ impl Forwarder {
         tracing::info!(
             messages = per_message.len(),
             jobs = job_count,
-            accepted,
             skipped,
             failed_messages = failures.len(),
             "SQS batch handled"
@@ -267,23 +306,26 @@ impl Forwarder {
     fn read_record(&self, record: Value) -> RecordOutcome {
         let outcome = event::read_record(record, &self.filter);
         if let RecordOutcome::Skipped { key, reason } = &outcome {
-            tracing::info!(key = key.as_deref().unwrap_or(""), %reason, "record skipped");
+            tracing::info!(key = %LogKey(key.as_deref().unwrap_or("")), %reason, "record skipped");
         }
         outcome
     }
 
-    async fn submit(&self, jobs: Vec<JobRequest>) -> Result<(), SubmitError> {
+    async fn submit(&self, jobs: Vec<JobRequest>) -> Result<JobAnswers, SubmitError> {
         let count = jobs.len();
-        let accepted = self.client.submit(&JobsRequest { jobs }).await?;
-        if let Some(accepted) = accepted {
-            let duplicates = accepted.jobs.iter().filter(|job| job.duplicate).count();
-            tracing::info!(
-                sent = count,
-                accepted = accepted.jobs.len(),
-                duplicates,
-                "jobs accepted by the daemon"
-            );
-        }
-        Ok(())
+        let answers = self.client.submit(&JobsRequest { jobs }).await?;
+        let taken = answers.jobs.iter().filter(|a| a.is_handled()).count();
+        tracing::info!(sent = count, taken, "jobs answered by the daemon");
+        Ok(answers)
     }
+}
+
+/// One answer for a log line: the key (escaped) and why it was not taken.
+fn describe(answer: &JobAnswer) -> String {
+    format!(
+        "{} {}: {}",
+        LogKey(&answer.key),
+        answer.code.as_deref().unwrap_or("refused"),
+        answer.message.as_deref().unwrap_or("")
+    )
 }

@@ -1,16 +1,16 @@
 //! The forwarder: S3 and SQS events in, signed job requests out.
 //!
 //! A thin Lambda (`provided.al2023`, `bootstrap` built by cargo-lambda): it parses the
-//! invocation tolerantly ([`event`]), decodes and filters keys ([`filter`]), sends every job
-//! of the invocation in one signed `POST /v1/jobs` ([`client`]) and answers Lambda so that
-//! nothing is dropped ([`forwarder`]). It does no image work and keeps no state between
+//! invocation tolerantly and filters keys with the contract's code
+//! ([`pipeline_contract::s3_event`], [`pipeline_contract::Filter`], the same the daemon runs),
+//! sends every job of the invocation in one signed `POST /v1/jobs` ([`client`]) and answers
+//! Lambda so that nothing is dropped ([`forwarder`]): only the messages whose own jobs the
+//! daemon did not take are failed. It does no image work and keeps no state between
 //! invocations beyond what cold start builds: the configuration ([`config`]), the signing key
 //! (from the environment, or SSM once) and the HTTP client.
 
 pub mod client;
 pub mod config;
-pub mod event;
-pub mod filter;
 pub mod forwarder;
 
 use std::time::Duration;
@@ -20,10 +20,10 @@ use serde_json::Value;
 
 pub use crate::client::{DaemonClient, SubmitError};
 pub use crate::config::{Config, ConfigError, SecretSource};
-pub use crate::filter::{Filter, Skip};
 pub use crate::forwarder::{
     BatchItemFailure, ForwardError, Forwarder, Response, SqsBatchResponse, Summary,
 };
+pub use pipeline_contract::{Filter, Skip};
 
 /// Why cold start failed. Every variant names the variable or parameter at fault.
 #[derive(Debug, thiserror::Error)]

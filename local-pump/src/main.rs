@@ -4,7 +4,8 @@
 //! Environment: `QUEUE_URL` (required), `BATCH_SIZE` (1-10, default 10),
 //! `VISIBILITY_TIMEOUT_SECS` (default 30), the SDK's usual `AWS_ENDPOINT_URL`,
 //! `AWS_REGION` and credentials, and the forwarder's variables (`EC2_SERVICE_URL`,
-//! `SIGNING_KEY_ID`, `SIGNING_KEY`, `SOURCE_PREFIX`, ... see lambda-forwarder/README.md).
+//! `SIGNING_KEY_ID`, `SIGNING_KEY`, `SOURCE_BUCKET`, `OUTPUT_BUCKET`, `SOURCE_PREFIX`, ...
+//! see lambda-forwarder/README.md).
 
 use lambda_forwarder::Forwarder;
 use local_pump::{Pump, Settings};

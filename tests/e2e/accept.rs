@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pipeline_contract::{ErrorBody, SigningKey};
+use pipeline_contract::{AnswerStatus, ErrorBody, JobAnswers, SigningKey};
 
 use crate::support::daemon::{Daemon, now};
 use crate::support::fixture::{Fixture, SECRET};
@@ -66,7 +66,7 @@ fn bad_and_expired_signatures_are_401_and_rotated_keys_are_accepted() {
 }
 
 #[test]
-fn malformed_bodies_and_foreign_jobs_are_400() {
+fn malformed_bodies_are_400_and_every_job_is_answered_on_its_own() {
     let fx = Fixture::new("malformed");
     let daemon = Daemon::start(
         &fx,
@@ -81,21 +81,59 @@ fn malformed_bodies_and_foreign_jobs_are_400() {
     let r =
         post(br#"{"jobs": [{"action": "resize", "bucket": "b", "key": "k", "eventName": "x"}]}"#);
     assert_eq!((r.status, error(&r).code.as_str()), (400, "malformed-body"));
-
-    let mut foreign = fx.put_job("a.jpg", None, None);
-    foreign.bucket = "someone-elses-bucket".to_owned();
-    let r = daemon.post_jobs(&[foreign]);
-    assert_eq!((r.status, error(&r).code.as_str()), (400, "wrong-bucket"));
-
-    let r = daemon.post_jobs(&[fx.put_job("variants/a.jpg/thumb.webp", None, None)]);
-    assert_eq!((r.status, error(&r).code.as_str()), (400, "derived-key"));
-
-    let r = daemon.post_jobs(&[fx.put_job("a.jpg", Some("not-hex"), None)]);
-    assert_eq!((r.status, error(&r).code.as_str()), (400, "invalid-job"));
-
     let r = daemon.post_signed(&[b' '; 8192], &fx.key(), now());
     assert_eq!((r.status, error(&r).code.as_str()), (413, "body-too-large"));
-    assert!(fx.records().is_empty(), "nothing was stored or processed");
+
+    // One request: a misrouted job, one of the daemon's own variants, a key with a TAB,
+    // an unusable sequencer, an ordinary key. Each is answered on its own; the refused
+    // ones sink nobody, and the rest end as records.
+    for key in ["tab\there.jpg", "odd-sequencer.jpg", "plain.jpg"] {
+        fx.put_source(key, &photo(64, 48));
+    }
+    let mut foreign = fx.put_job("a.jpg", None, None);
+    foreign.bucket = "someone-elses-bucket".to_owned();
+    let mut own = fx.put_job("variants/a.jpg/0123456789ab/thumb.webp", None, None);
+    own.bucket = fx.output_bucket.clone();
+    let r = daemon.post_jobs(&[
+        foreign,
+        own,
+        fx.put_job("tab\there.jpg", None, None),
+        fx.put_job("odd-sequencer.jpg", Some("not-hex"), None),
+        fx.put_job("plain.jpg", None, None),
+    ]);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let answers: JobAnswers = serde_json::from_slice(&r.body).unwrap();
+    let got: Vec<(AnswerStatus, Option<&str>)> = answers
+        .jobs
+        .iter()
+        .map(|a| (a.status, a.code.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (AnswerStatus::Refused, Some("wrong-bucket")),
+            (AnswerStatus::Refused, Some("own-output")),
+            (AnswerStatus::Accepted, None),
+            (AnswerStatus::Accepted, None),
+            (AnswerStatus::Accepted, None),
+        ]
+    );
+    for key in ["tab\there.jpg", "odd-sequencer.jpg", "plain.jpg"] {
+        fx.wait_status(key, "DONE", Duration::from_secs(30));
+    }
+    assert!(fx.record("a.jpg").is_none());
+    assert_eq!(fx.records().len(), 3);
+    // The key with a TAB is escaped in the log: one line, one token.
+    let line = daemon
+        .events("job finished")
+        .into_iter()
+        .find(|e| e["key"].as_str().is_some_and(|k| k.contains("tab")))
+        .expect("a line for the TAB key");
+    assert_eq!(line["key"], "tab\\there.jpg");
+    assert!(
+        daemon.logs().iter().all(|l| !l.contains('\t')),
+        "no raw control character in the log"
+    );
 }
 
 #[test]

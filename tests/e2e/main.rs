@@ -15,4 +15,6 @@ mod operator;
 mod pipeline;
 mod processing;
 mod resilience;
+mod seams;
+mod soak;
 mod support;

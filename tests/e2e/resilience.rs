@@ -35,7 +35,7 @@ fn a_job_accepted_right_before_a_sigkill_completes_after_the_restart() {
     daemon.kill();
     assert_eq!(
         stored_jobs(&fx.scratch),
-        [format!("{}.json", accepted.jobs[0].id)]
+        [format!("{}.json", accepted.jobs[0].id.clone().unwrap())]
     );
 
     s3.set_up(true);
@@ -260,4 +260,105 @@ fn systemd_is_told_ready_pinged_by_the_watchdog_and_told_stopping() {
     );
     assert!(daemon.wait(WAIT).success());
     std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_dead_http_server_stops_the_watchdog_and_the_daemon_exits_70() {
+    use std::os::unix::net::UnixDatagram;
+
+    let fx = Fixture::new("http-dies");
+    let path = fx.scratch.with_extension("sock");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let manager = UnixDatagram::bind(&path).unwrap();
+    manager
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let socket = path.display().to_string();
+    let mut daemon = Daemon::start(
+        &fx,
+        &moto().endpoint(),
+        "",
+        &[
+            ("NOTIFY_SOCKET", &socket),
+            ("WATCHDOG_USEC", "400000"),
+            ("EC2_SERVICE_FAULTS", "http-exit-after-ms=1500"),
+        ],
+    );
+    let mut buffer = [0u8; 1024];
+    let mut pings_after = Vec::new();
+    let started = Instant::now();
+    while let Ok(n) = manager.recv(&mut buffer) {
+        let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+        if message == "WATCHDOG=1" {
+            pings_after.push(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    let status = daemon.wait(WAIT);
+    assert_eq!(
+        status.code(),
+        Some(70),
+        "a dead part is a failure systemd sees"
+    );
+    assert!(!pings_after.is_empty(), "pinged while alive");
+    assert!(
+        pings_after
+            .iter()
+            .all(|at| *at < Duration::from_millis(2500)),
+        "no watchdog ping once the HTTP server is dead: {pings_after:?}"
+    );
+    assert!(
+        daemon
+            .events("the HTTP server stopped: no jobs can arrive; exiting so that systemd restarts the daemon")
+            .iter()
+            .any(|e| e["level"] == "ERROR")
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_panicking_job_is_logged_its_slot_freed_and_the_shutdown_reports_it() {
+    let fx = Fixture::new("panics");
+    let mut daemon = Daemon::start(
+        &fx,
+        &moto().endpoint(),
+        "",
+        &[
+            ("EC2_SERVICE__SERVER__CONCURRENCY", "1"),
+            ("EC2_SERVICE__RETRY__MAX_ATTEMPTS", "2"),
+            ("EC2_SERVICE_FAULTS", "panic@boom"),
+        ],
+    );
+    fx.put_source("boom.jpg", &photo(64, 48));
+    fx.put_source("fine.jpg", &photo(64, 48));
+    daemon.submit(&[fx.put_job("boom.jpg", None, None)]);
+    daemon.submit(&[fx.put_job("fine.jpg", None, None)]);
+    // With one slot, the job after the panicking one runs only if the slot was freed.
+    fx.wait_status("fine.jpg", "DONE", WAIT);
+    daemon.wait_metric("ec2_service_jobs_parked", 1.0, WAIT);
+    let panics = daemon.events("a job panicked; it will be retried");
+    assert!(!panics.is_empty(), "logged");
+    assert_eq!(panics[0]["level"], "ERROR");
+    assert_eq!(panics[0]["key"], "boom.jpg");
+    assert!(
+        panics[0]["panic"]
+            .as_str()
+            .unwrap()
+            .contains("injected fault")
+    );
+    assert_eq!(daemon.metric("ec2_service_job_panics_total"), 2.0);
+    assert_eq!(
+        stored_jobs(&fx.scratch).len(),
+        1,
+        "the panicking job stays stored"
+    );
+    daemon.signal("TERM");
+    assert_eq!(
+        daemon.wait(WAIT).code(),
+        Some(70),
+        "not exit 0 after a panic"
+    );
 }

@@ -224,7 +224,7 @@ def assert_common(clients, stack, env_name, printed):
     check(env["EC2_SERVICE_URL"] == f"http://{outputs['InstancePrivateIp']}:8080", f"EC2_SERVICE_URL {env['EC2_SERVICE_URL']}")
     check(env["SIGNING_KEY_PARAMETER"] == f"/aws/reference/secretsmanager/image-pipeline-{env_name}-signing-key",
           f"SIGNING_KEY_PARAMETER {env['SIGNING_KEY_PARAMETER']}")
-    check(env["SIGNING_KEY_ID"] == "k1" and env["SOURCE_PREFIX"] == "uploads/" and env["DERIVED_PREFIX"] == "variants/",
+    check(env["SIGNING_KEY_ID"] == "k1" and env["SOURCE_PREFIX"] == "uploads/" and env["VARIANT_PREFIX"] == "variants/" and env["SOURCE_BUCKET"] == outputs["SourceBucketName"] and env["OUTPUT_BUCKET"] == outputs["OutputBucketName"],
           f"forwarder env {env}")
     check("SIGNING_KEY" not in env, "a signing key in the Lambda environment")
     print(f"  {stack}: function {fn_name}: provided.al2023, VPC, reserved concurrency 5, env wired")

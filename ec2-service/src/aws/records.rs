@@ -6,13 +6,20 @@
 //! 1. [`Records::claim`] sets `Status = PENDING` and `JobId` to the job, *if* the job's
 //!    event is not older than the one recorded (by `SequencerKey` when both have a
 //!    sequencer, else `EventTimeKey`) and is not the very event already recorded as
-//!    finished. A refused claim means the job has nothing to do.
+//!    finished. A refused claim means the job has nothing to do. The claim answers with the
+//!    variants the record listed before ([`Previous`]).
 //! 2. [`Records::complete`], [`Records::fail`] or [`Records::mark_deleted`] write the outcome
 //!    *if* `JobId` is still this job's, so a job that lost its claim never overwrites the
-//!    newer one's record.
+//!    newer one's record. A landed write answers with the variants the record listed just
+//!    before it, which the writer then removes: variant keys are immutable (they carry a
+//!    render id), so the record always points at one complete set and removing the one it
+//!    replaced never touches anything another job published.
 //!
-//! Operator jobs (reprocess, reconcile) claim unconditionally and leave the event ordering
-//! attributes alone, so a later event is still compared with the last real one.
+//! Operator jobs (reprocess, reconcile) claim unconditionally, except over a DELETED
+//! record (see [`Records::claim`]), and leave the event ordering attributes alone, so a
+//! later event is still compared with the last real one.
+//!
+//! ETags are written in one form, without the quotes HTTP puts around them.
 //!
 //! Besides the documented attributes, records carry `JobId`, `EventId`, `EventName`,
 //! `EventTime`, `SequencerKey`, `EventTimeKey`, `Origin`, `Frames`, `HasAlpha`,
@@ -22,7 +29,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
+    AttributeValue, KeysAndAttributes, ReturnValue, ReturnValuesOnConditionCheckFailure,
 };
 use pipeline_contract::JobAction;
 
@@ -45,6 +52,8 @@ pub struct RecordError {
 }
 
 impl RecordError {
+    /// Whether waiting may help (throttling, unavailability). Anything else (access
+    /// denied, a missing table, a validation error) needs an operator.
     pub fn is_transient(&self) -> bool {
         self.failure.kind.is_transient()
     }
@@ -61,13 +70,50 @@ impl RecordError {
     }
 }
 
+/// What the record held before a write: its status and the keys of the variants it listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Previous {
+    pub status: Option<String>,
+    pub variant_keys: Vec<String>,
+}
+
+impl Previous {
+    fn of(item: Option<&HashMap<String, AttributeValue>>) -> Previous {
+        let Some(item) = item else {
+            return Previous::default();
+        };
+        let status = match item.get("Status") {
+            Some(AttributeValue::S(v)) => Some(v.clone()),
+            _ => None,
+        };
+        let variant_keys = match item.get("Variants") {
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .filter_map(|v| match v {
+                    AttributeValue::M(m) => match m.get("Key") {
+                        Some(AttributeValue::S(key)) => Some(key.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Previous {
+            status,
+            variant_keys,
+        }
+    }
+}
+
 /// The answer to a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The record is now this job's.
-    Claimed,
-    /// The record holds a newer event, or this very event already finished: nothing to do.
-    /// Carries the record's status and event when DynamoDB returned them.
+    /// The record is now this job's; it held `Previous` before.
+    Claimed(Previous),
+    /// The record holds a newer event, or this very event already finished, or (for an
+    /// operator job) it is DELETED: nothing to do. Carries the record's status and event
+    /// when DynamoDB returned them.
     Superseded {
         status: Option<String>,
         event: Option<String>,
@@ -75,9 +121,10 @@ pub enum Claim {
 }
 
 /// Whether an outcome write landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
-    Yes,
+    /// It did; the record held `Previous` just before.
+    Yes(Previous),
     /// Another job claimed the record meanwhile; this outcome was not written.
     LostClaim,
 }
@@ -87,6 +134,8 @@ pub enum Written {
 pub struct VariantRecord {
     pub name: String,
     pub key: String,
+    /// Where a browser fetches it (`[aws] public_base_url` + key), when configured.
+    pub url: Option<String>,
     pub width: u32,
     pub height: u32,
     pub bytes: u64,
@@ -99,6 +148,8 @@ pub struct Done<'a> {
     pub head: &'a SourceHead,
     pub metadata: &'a Metadata,
     pub variants: &'a [VariantRecord],
+    /// The render that made the variants (part of their keys).
+    pub render_id: &'a str,
     pub recipe_version: &'a str,
     pub attempts: u32,
     pub processing_ms: u64,
@@ -212,12 +263,14 @@ impl Records {
         }
     }
 
+    /// One conditional UpdateItem. `Ok(Ok(old))`: it landed, the item held `old` before;
+    /// `Ok(Err(current))`: the condition refused it, the item is `current`.
     async fn update(
         &self,
         key: &str,
         update: Update,
         condition: Option<String>,
-    ) -> Result<Result<(), Option<HashMap<String, AttributeValue>>>, RecordError> {
+    ) -> Result<Result<Previous, Option<HashMap<String, AttributeValue>>>, RecordError> {
         let result = self
             .client
             .update_item()
@@ -227,11 +280,12 @@ impl Records {
             .set_condition_expression(condition)
             .set_expression_attribute_names(Some(update.names))
             .set_expression_attribute_values(Some(update.values))
+            .return_values(ReturnValue::AllOld)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Ok(())),
+            Ok(output) => Ok(Ok(Previous::of(output.attributes()))),
             Err(error) => {
                 if let Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(refused)) =
                     error.as_service_error()
@@ -243,8 +297,10 @@ impl Records {
         }
     }
 
-    /// Makes the record this job's (see the module docs for the rule).
-    pub async fn claim(&self, job: &Job) -> Result<Claim, RecordError> {
+    /// Makes the record this job's (see the module docs for the rule). An operator job
+    /// does not claim a DELETED record unless `over_deleted` (its source was found again):
+    /// reprocessing a deleted source must leave its record DELETED.
+    pub async fn claim(&self, job: &Job, over_deleted: bool) -> Result<Claim, RecordError> {
         let request = &job.request;
         let mut update = Update::default();
         update
@@ -255,9 +311,18 @@ impl Records {
             .set("ReceivedAt", s(&job.accepted_at))
             .set("Origin", s(job.origin.name()))
             .remove("ErrorCode")
-            .remove("ErrorMessage");
+            .remove("ErrorMessage")
+            // A stub written by the upload API expires unless a job claims it.
+            .remove("ExpiresAt");
         let condition = match job.event_id() {
-            None => None,
+            None if over_deleted => None,
+            None => {
+                let status = update.name("Status");
+                let deleted = update.value(s(STATUS_DELETED));
+                Some(format!(
+                    "attribute_not_exists({status}) OR {status} <> {deleted}"
+                ))
+            }
             Some(event_id) => {
                 let sequencer = request.sequencer.as_deref().map(sequencer_key);
                 let time = request.event_time.as_deref().and_then(event_time_key);
@@ -269,7 +334,7 @@ impl Records {
                     .set_or_remove("EventTime", request.event_time.clone().map(s))
                     .set_or_remove("EventTimeKey", time.clone().map(s));
                 if let Some(etag) = &request.etag {
-                    update.set("ETag", s(etag));
+                    update.set("ETag", s(unquoted(etag)));
                 }
                 if let Some(version) = &request.version_id {
                     update.set("VersionId", s(version));
@@ -278,7 +343,7 @@ impl Records {
             }
         };
         match self.update(&request.key, update, condition).await? {
-            Ok(()) => Ok(Claim::Claimed),
+            Ok(previous) => Ok(Claim::Claimed(previous)),
             Err(item) => {
                 let text = |name: &str| match item.as_ref().and_then(|i| i.get(name)) {
                     Some(AttributeValue::S(v)) => Some(v.clone()),
@@ -305,7 +370,7 @@ impl Records {
             .update(&job.request.key, update, Some(condition))
             .await?
         {
-            Ok(()) => Ok(Written::Yes),
+            Ok(previous) => Ok(Written::Yes(previous)),
             Err(_) => Ok(Written::LostClaim),
         }
     }
@@ -347,14 +412,18 @@ impl Records {
             done.variants
                 .iter()
                 .map(|v| {
-                    map(vec![
+                    let mut pairs = vec![
                         ("Name", s(&v.name)),
                         ("Key", s(&v.key)),
                         ("Width", n(v.width)),
                         ("Height", n(v.height)),
                         ("Bytes", n(v.bytes)),
                         ("Format", s(v.format)),
-                    ])
+                    ];
+                    if let Some(url) = &v.url {
+                        pairs.push(("Url", s(url)));
+                    }
+                    map(pairs)
                 })
                 .collect(),
         );
@@ -362,7 +431,7 @@ impl Records {
         update
             .set("Status", s(STATUS_DONE))
             .set("Bucket", s(&job.request.bucket))
-            .set_or_remove("ETag", done.head.etag.clone().map(s))
+            .set_or_remove("ETag", done.head.etag.as_deref().map(|e| s(unquoted(e))))
             .set_or_remove("VersionId", done.head.version_id.clone().map(s))
             .set("SizeBytes", n(done.head.size))
             .set("Format", s(m.format.name()))
@@ -380,6 +449,7 @@ impl Records {
             .set("BlurHash", s(&m.blur_hash))
             .set("DominantColor", s(&m.dominant_color))
             .set("Variants", variants)
+            .set("RenderId", s(done.render_id))
             .set("RecipeVersion", s(done.recipe_version))
             .set("ProcessedAt", s(crate::spool::job::now_rfc3339()))
             .set("ProcessingMs", n(done.processing_ms))
@@ -485,7 +555,7 @@ impl Records {
                             Summary {
                                 status: text("Status"),
                                 recipe_version: text("RecipeVersion"),
-                                etag: text("ETag"),
+                                etag: text("ETag").map(|e| unquoted(&e).to_owned()),
                             },
                         );
                     }
@@ -585,6 +655,13 @@ fn claim_condition(
     )
 }
 
+/// An ETag without the double quotes HTTP puts around it (`"abc"` and `abc` are one ETag).
+pub fn unquoted(etag: &str) -> &str {
+    etag.strip_prefix('"')
+        .and_then(|e| e.strip_suffix('"'))
+        .unwrap_or(etag)
+}
+
 fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
@@ -628,5 +705,8 @@ mod tests {
         assert_eq!(u.expression(), "SET #Status = :v0 REMOVE #Gps, #ErrorCode");
         assert_eq!(u.names["#Status"], "Status");
         assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(unquoted("\"abc-2\""), "abc-2");
+        assert_eq!(unquoted("abc"), "abc");
+        assert_eq!(unquoted("\""), "\"");
     }
 }

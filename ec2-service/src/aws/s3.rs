@@ -1,6 +1,6 @@
 //! S3, as the daemon uses it: HEAD and stream a source to the scratch disk, PUT variants
-//! with their content type and the derived-object marker, remove a source's variants,
-//! list sources for reconcile, and check that the buckets answer.
+//! (immutable: content type, a year of caching, the variant marker), remove variants by
+//! key, list sources a page at a time for reconcile, and check that the buckets answer.
 //!
 //! SDK errors are mapped here into [`S3Error`]; nothing above sees an SDK type.
 
@@ -13,10 +13,15 @@ use tokio::io::AsyncWriteExt;
 
 use crate::aws::{FailureKind, SdkFailure, classify};
 
-/// User metadata on every variant (`x-amz-meta-derived-by`): the marker that the object
-/// was written by this daemon and must never be processed as a source.
-pub const DERIVED_MARKER_KEY: &str = "derived-by";
-pub const DERIVED_MARKER_VALUE: &str = "ec2-service";
+/// User metadata on every variant (`x-amz-meta-variant-by`): the marker that the object
+/// was written by this daemon and must never be processed as a source. A source that
+/// carries it (or the marker of earlier versions, `derived-by`) ends FAILED `own-output`.
+pub const VARIANT_MARKER_KEY: &str = "variant-by";
+const LEGACY_MARKER_KEY: &str = "derived-by";
+pub const VARIANT_MARKER_VALUE: &str = "ec2-service";
+
+/// `Cache-Control` of every variant: its key carries a render id, so it never changes.
+pub const VARIANT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// Characters kept as they are when the source key goes into a metadata header (which
 /// must be ASCII); everything else is percent-encoded.
@@ -98,6 +103,15 @@ pub struct SourceHead {
     pub version_id: Option<String>,
     /// RFC 3339.
     pub last_modified: Option<String>,
+    /// The object carries the variant marker: it is one of this daemon's outputs.
+    pub is_variant: bool,
+}
+
+/// One page of a listing and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub objects: Vec<Listed>,
+    pub next: Option<String>,
 }
 
 /// One object of a listing.
@@ -117,6 +131,7 @@ pub struct Upload {
     pub bytes: Vec<u8>,
     pub source_key: String,
     pub recipe_version: String,
+    pub render_id: String,
 }
 
 /// The S3 side of the daemon.
@@ -163,6 +178,11 @@ impl S3 {
             last_modified: output
                 .last_modified()
                 .and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
+            is_variant: output.metadata().is_some_and(|m| {
+                [VARIANT_MARKER_KEY, LEGACY_MARKER_KEY]
+                    .iter()
+                    .any(|k| m.get(*k).is_some_and(|v| v == VARIANT_MARKER_VALUE))
+            }),
         })
     }
 
@@ -240,19 +260,21 @@ impl S3 {
         Ok(written)
     }
 
-    /// PUTs one variant with its content type and the derived-object marker.
+    /// PUTs one variant with its content type, its caching and the variant marker.
     pub async fn put_variant(&self, bucket: &str, upload: Upload) -> Result<(), S3Error> {
         self.client
             .put_object()
             .bucket(bucket)
             .key(&upload.key)
             .content_type(upload.content_type)
-            .metadata(DERIVED_MARKER_KEY, DERIVED_MARKER_VALUE)
+            .cache_control(VARIANT_CACHE_CONTROL)
+            .metadata(VARIANT_MARKER_KEY, VARIANT_MARKER_VALUE)
             .metadata(
                 "source-key",
                 utf8_percent_encode(&upload.source_key, METADATA_VALUE).to_string(),
             )
             .metadata("recipe-version", &upload.recipe_version)
+            .metadata("render-id", &upload.render_id)
             .body(ByteStream::from(upload.bytes))
             .send()
             .await
@@ -260,74 +282,60 @@ impl S3 {
         Ok(())
     }
 
-    /// Removes a source's variants: the objects directly under `prefix`
-    /// ([`variants_prefix`]) except those named in `keep`. Deeper keys are left alone: they
-    /// are the variants of another source whose key continues with a `/`
-    /// (`a.jpg/b.jpg`). Returns how many were removed.
-    pub async fn delete_variants(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        keep: &[&str],
-    ) -> Result<usize, S3Error> {
-        let objects = self.list(bucket, prefix, usize::MAX).await?;
-        let mut removed = 0;
-        for object in objects
-            .iter()
-            .filter(|o| is_direct_child(prefix, &o.key) && !keep.contains(&o.key.as_str()))
-        {
+    /// Removes objects by key (a source's variants, as its record lists them: no listing,
+    /// so nothing under the same prefix, such as the variants of `a.jpg/b.jpg` next to
+    /// those of `a.jpg`, is touched). Removing a key that is not there is not an error.
+    pub async fn delete_keys(&self, bucket: &str, keys: &[String]) -> Result<usize, S3Error> {
+        for key in keys {
             self.client
                 .delete_object()
                 .bucket(bucket)
-                .key(&object.key)
+                .key(key)
                 .send()
                 .await
                 .map_err(Self::sdk("DeleteObject"))?;
-            removed += 1;
         }
-        Ok(removed)
+        Ok(keys.len())
     }
 
-    /// Lists up to `max` objects under `prefix`, in key order.
-    pub async fn list(
+    /// One page (at most `page_size` objects, in key order) of the objects under
+    /// `prefix`, from `token` (`None`: the first page).
+    pub async fn list_page(
         &self,
         bucket: &str,
         prefix: &str,
-        max: usize,
-    ) -> Result<Vec<Listed>, S3Error> {
-        let mut listed = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let output = self
-                .client
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(Self::sdk("ListObjectsV2"))?;
-            for object in output.contents() {
-                let Some(key) = object.key() else { continue };
-                listed.push(Listed {
-                    key: key.to_owned(),
+        token: Option<String>,
+        page_size: i32,
+    ) -> Result<Page, S3Error> {
+        let output = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .max_keys(page_size)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(Self::sdk("ListObjectsV2"))?;
+        let objects = output
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                Some(Listed {
+                    key: object.key()?.to_owned(),
                     size: object.size().unwrap_or(0).max(0) as u64,
                     etag: object.e_tag().map(str::to_owned),
                     last_modified: object
                         .last_modified()
                         .and_then(|t| t.fmt(DateTimeFormat::DateTime).ok()),
-                });
-                if listed.len() >= max {
-                    return Ok(listed);
-                }
-            }
-            match output.next_continuation_token() {
-                Some(next) if output.is_truncated().unwrap_or(false) => {
-                    token = Some(next.to_owned());
-                }
-                _ => return Ok(listed),
-            }
-        }
+                })
+            })
+            .collect();
+        let next = match output.next_continuation_token() {
+            Some(next) if output.is_truncated().unwrap_or(false) => Some(next.to_owned()),
+            _ => None,
+        };
+        Ok(Page { objects, next })
     }
 
     /// Whether a bucket answers (HeadBucket).
@@ -354,20 +362,16 @@ fn not_found_or(error: S3Error, bucket: &str, key: &str) -> S3Error {
     }
 }
 
-/// Where a variant of `source_key` goes: `<prefix><source key>/<variant>.<ext>`.
-pub fn variant_key(prefix: &str, source_key: &str, name: &str, extension: &str) -> String {
-    format!("{prefix}{source_key}/{name}.{extension}")
-}
-
-/// The prefix under which every variant of `source_key` lives.
-pub fn variants_prefix(prefix: &str, source_key: &str) -> String {
-    format!("{prefix}{source_key}/")
-}
-
-/// Whether `key` is directly under `prefix` (a variant name has no `/`).
-fn is_direct_child(prefix: &str, key: &str) -> bool {
-    key.strip_prefix(prefix)
-        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+/// Where a variant of `source_key` goes: `<prefix><source key>/<render id>/<variant>.<ext>`.
+/// The render id makes the key immutable: a new render of the same source writes new keys.
+pub fn variant_key(
+    prefix: &str,
+    source_key: &str,
+    render_id: &str,
+    name: &str,
+    extension: &str,
+) -> String {
+    format!("{prefix}{source_key}/{render_id}/{name}.{extension}")
 }
 
 #[cfg(test)]
@@ -377,24 +381,15 @@ mod tests {
     #[test]
     fn variant_keys_follow_the_documented_layout() {
         assert_eq!(
-            variant_key("variants/", "uploads/red flower+1 ü.jpg", "thumb", "jpg"),
-            "variants/uploads/red flower+1 ü.jpg/thumb.jpg"
+            variant_key(
+                "variants/",
+                "uploads/red flower+1 ü.jpg",
+                "3f9a1c2e0b7d",
+                "thumb",
+                "jpg"
+            ),
+            "variants/uploads/red flower+1 ü.jpg/3f9a1c2e0b7d/thumb.jpg"
         );
-        assert_eq!(variants_prefix("variants/", "a.jpg"), "variants/a.jpg/");
-        // The variants of "a.jpg" are not those of "a.jpg/b.jpg".
-        assert!(is_direct_child(
-            "variants/a.jpg/",
-            "variants/a.jpg/thumb.jpg"
-        ));
-        assert!(!is_direct_child(
-            "variants/a.jpg/",
-            "variants/a.jpg/b.jpg/thumb.jpg"
-        ));
-        assert!(!is_direct_child("variants/a.jpg/", "variants/a.jpg/"));
-        assert!(!is_direct_child(
-            "variants/a.jpg/",
-            "variants/a.jpg2/thumb.jpg"
-        ));
         assert_eq!(
             utf8_percent_encode("uploads/red flower+ü.jpg", METADATA_VALUE).to_string(),
             "uploads/red%20flower%2B%C3%BC.jpg"

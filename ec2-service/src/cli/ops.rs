@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use pipeline_contract::{ErrorBody, JobsAccepted};
+use pipeline_contract::{AnswerStatus, ErrorBody, JobAnswers, LogKey};
 use serde::de::DeserializeOwned;
 
 use crate::admin::{
@@ -15,6 +15,7 @@ use crate::admin::{
 };
 use crate::cli::admin_client;
 use crate::settings::Settings;
+use crate::spool::job::Ending;
 use crate::spool::queue::Finished;
 
 use super::EXIT_USAGE;
@@ -48,7 +49,7 @@ pub fn run(config: Option<&Path>, command: Op) -> i32 {
             })
             .map(|j| print_jobs(&j, failed)),
         Op::Reprocess { keys } => admin
-            .post::<JobsAccepted>("/admin/reprocess", &ReprocessRequest { keys })
+            .post::<JobAnswers>("/admin/reprocess", &ReprocessRequest { keys })
             .map(|a| print_reprocess(&a)),
         Op::Reconcile { prefix } => admin
             .post::<ReconcileAnswer>("/admin/reconcile", &ReconcileRequest { prefix })
@@ -154,7 +155,7 @@ fn failure_line(f: &Finished) -> String {
         "  {}  {}  {}  {}\n",
         f.finished_at,
         f.code.as_deref().unwrap_or("-"),
-        f.key,
+        LogKey(&f.key),
         f.message.as_deref().unwrap_or("")
     )
 }
@@ -186,17 +187,25 @@ pub fn print_status(s: &Status) -> String {
     }
     let q = &s.queue;
     out.push_str(&format!(
-        "queue:     {} waiting ({} waiting to retry), {} in flight, capacity {}\n",
-        q.waiting, q.retrying, q.in_flight, q.capacity
+        "queue:     {} waiting ({} waiting to retry), {} in flight, {} parked, capacity {}\n",
+        q.waiting, q.retrying, q.in_flight, q.parked, q.capacity
     ));
-    let count = |status: &str| s.finished.get(status).copied().unwrap_or(0);
+    let count = |ending: Ending| s.finished.get(&ending).copied().unwrap_or(0);
     out.push_str(&format!(
         "finished:  {} done, {} failed, {} deleted, {} skipped (since start)\n",
-        count("DONE"),
-        count("FAILED"),
-        count("DELETED"),
-        count("SKIPPED")
+        count(Ending::Done),
+        count(Ending::Failed),
+        count(Ending::Deleted),
+        count(Ending::Skipped)
     ));
+    if !s.parked.is_empty() {
+        out.push_str(
+            "parked (they cannot end until the cause is fixed; then `systemctl reload ec2-service`):\n",
+        );
+        for (key, reason) in &s.parked {
+            out.push_str(&format!("  {}  {reason}\n", LogKey(key)));
+        }
+    }
     if s.recent_failures.is_empty() {
         out.push_str("recent failures: none\n");
     } else {
@@ -236,7 +245,11 @@ pub fn print_jobs(jobs: &Jobs, failed_only: bool) -> String {
             };
             out.push_str(&format!(
                 "  {:<10} {:<6} {:<25} {:<8} {}\n",
-                state, p.attempts, p.accepted_at, p.action, p.key
+                state,
+                p.attempts,
+                p.accepted_at,
+                p.action,
+                LogKey(&p.key)
             ));
             if let Some(error) = &p.last_error {
                 out.push_str(&format!("             last error: {error}\n"));
@@ -256,9 +269,9 @@ pub fn print_jobs(jobs: &Jobs, failed_only: bool) -> String {
                 f.status,
                 f.attempts,
                 f.code.as_deref().unwrap_or("-"),
-                f.key
+                LogKey(&f.key)
             ));
-            if f.status == "FAILED"
+            if f.status == Ending::Failed
                 && let Some(message) = &f.message
             {
                 out.push_str(&format!("             {message}\n"));
@@ -268,10 +281,27 @@ pub fn print_jobs(jobs: &Jobs, failed_only: bool) -> String {
     out
 }
 
-fn print_reprocess(accepted: &JobsAccepted) -> String {
-    let mut out = format!("queued {} jobs:\n", accepted.jobs.len());
-    for job in &accepted.jobs {
-        out.push_str(&format!("  {}  {}\n", job.id, job.key));
+fn print_reprocess(answers: &JobAnswers) -> String {
+    let queued = answers
+        .jobs
+        .iter()
+        .filter(|a| a.status != AnswerStatus::Refused)
+        .count();
+    let mut out = format!("queued {queued} jobs:\n");
+    for answer in &answers.jobs {
+        match answer.status {
+            AnswerStatus::Accepted | AnswerStatus::Duplicate => out.push_str(&format!(
+                "  {}  {}\n",
+                answer.id.as_deref().unwrap_or("-"),
+                LogKey(&answer.key)
+            )),
+            AnswerStatus::Refused => out.push_str(&format!(
+                "  refused {}: {} {}\n",
+                LogKey(&answer.key),
+                answer.code.as_deref().unwrap_or("-"),
+                answer.message.as_deref().unwrap_or("")
+            )),
+        }
     }
     out
 }
@@ -279,9 +309,10 @@ fn print_reprocess(accepted: &JobsAccepted) -> String {
 fn reconcile_summary(r: &ReconcileReport) -> String {
     let reasons: Vec<String> = r.reasons.iter().map(|(k, v)| format!("{k} {v}")).collect();
     let mut line = format!(
-        "listed {} sources under {:?}: {} up to date, {} enqueued{}, {} already queued\n",
+        "listed {} sources under {:?} in {} page(s): {} up to date, {} enqueued{}, {} already queued\n",
         r.listed,
         r.prefix,
+        r.pages,
         r.up_to_date,
         r.enqueued,
         if reasons.is_empty() {
@@ -322,7 +353,7 @@ mod tests {
             id: "e-1".into(),
             key: "uploads/bad.jpg".into(),
             origin: "event".into(),
-            status: "FAILED".into(),
+            status: Ending::Failed,
             code: Some("corrupt-image".into()),
             message: Some("corrupt jpeg image: truncated".into()),
             attempts: 1,
@@ -338,9 +369,11 @@ mod tests {
                 waiting: 3,
                 retrying: 1,
                 in_flight: 2,
+                parked: 1,
                 capacity: 100,
             },
-            finished: BTreeMap::from([("DONE".into(), 7), ("FAILED".into(), 1)]),
+            finished: BTreeMap::from([(Ending::Done, 7), (Ending::Failed, 1)]),
+            parked: vec![("uploads/p.jpg".into(), "dynamodb-access-denied: no".into())],
             recent_failures: vec![failure.clone()],
             readiness: Report {
                 ready: false,
@@ -359,7 +392,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("3 waiting (1 waiting to retry), 2 in flight, capacity 100"),
+            text.contains("3 waiting (1 waiting to retry), 2 in flight, 1 parked, capacity 100"),
             "{text}"
         );
         assert!(
@@ -367,6 +400,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("corrupt-image  uploads/bad.jpg"), "{text}");
+        assert!(
+            text.contains("  uploads/p.jpg  dynamodb-access-denied: no\n"),
+            "{text}"
+        );
 
         let jobs = Jobs {
             pending: vec![Pending {

@@ -1,5 +1,6 @@
 //! Readiness: whether the daemon can do its work right now. The scratch disk has room,
-//! the source and output buckets and the table answer, and it is not draining.
+//! the source and output buckets and the table answer, no job is parked (a job that
+//! cannot end until an operator acts), and it is not draining.
 //!
 //! Results are cached for a second, so that probes and `status` do not turn into a stream
 //! of AWS calls.
@@ -45,6 +46,37 @@ impl Report {
     }
 }
 
+/// The scratch disk and the free space jobs need on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchSpace {
+    pub dir: PathBuf,
+    pub min_free_bytes: u64,
+}
+
+impl ScratchSpace {
+    /// Whether the scratch disk has room for more jobs; the error says how much is left.
+    pub fn room(&self) -> Result<u64, String> {
+        match free_bytes(&self.dir) {
+            Ok(free) if free >= self.min_free_bytes => Ok(free),
+            Ok(free) => Err(format!(
+                "{} has {} free, below scratch.min_free_bytes ({})",
+                self.dir.display(),
+                human_bytes(free),
+                human_bytes(self.min_free_bytes)
+            )),
+            Err(e) => Err(format!("cannot stat {}: {e}", self.dir.display())),
+        }
+    }
+}
+
+/// What the daemon knows of itself that readiness reports: not AWS, not the disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Condition {
+    pub accepting: bool,
+    /// Parked jobs: key and reason.
+    pub parked: Vec<(String, String)>,
+}
+
 /// The readiness checker.
 #[derive(Debug)]
 pub struct Readiness {
@@ -52,8 +84,7 @@ pub struct Readiness {
     pub records: Records,
     pub source_bucket: String,
     pub output_bucket: String,
-    pub scratch_dir: PathBuf,
-    pub min_free_bytes: u64,
+    pub scratch: ScratchSpace,
     cache: tokio::sync::Mutex<Option<(Instant, Report)>>,
 }
 
@@ -63,45 +94,29 @@ impl Readiness {
         records: Records,
         source_bucket: String,
         output_bucket: String,
-        scratch_dir: PathBuf,
-        min_free_bytes: u64,
+        scratch: ScratchSpace,
     ) -> Readiness {
         Readiness {
             s3,
             records,
             source_bucket,
             output_bucket,
-            scratch_dir,
-            min_free_bytes,
+            scratch,
             cache: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Whether the scratch disk has room for more jobs; the error says how much is left.
-    pub fn scratch_room(&self) -> Result<u64, String> {
-        match free_bytes(&self.scratch_dir) {
-            Ok(free) if free >= self.min_free_bytes => Ok(free),
-            Ok(free) => Err(format!(
-                "{} has {} free, below scratch.min_free_bytes ({})",
-                self.scratch_dir.display(),
-                human_bytes(free),
-                human_bytes(self.min_free_bytes)
-            )),
-            Err(e) => Err(format!("cannot stat {}: {e}", self.scratch_dir.display())),
-        }
-    }
-
     /// The report, at most a second old.
-    pub async fn check(&self, accepting: bool) -> Report {
+    pub async fn check(&self, condition: &Condition) -> Report {
         let mut cache = self.cache.lock().await;
         if let Some((at, report)) = cache.as_ref()
             && at.elapsed() < CACHE_FOR
         {
-            return with_draining(report.clone(), accepting);
+            return with_condition(report.clone(), condition);
         }
         let report = self.check_now().await;
         *cache = Some((Instant::now(), report.clone()));
-        with_draining(report, accepting)
+        with_condition(report, condition)
     }
 
     async fn check_now(&self) -> Report {
@@ -111,14 +126,14 @@ impl Readiness {
             tokio::time::timeout(CHECK_TIMEOUT, self.s3.check_bucket(&self.output_bucket)),
             tokio::time::timeout(CHECK_TIMEOUT, self.records.check()),
         );
-        let mut checks = vec![match self.scratch_room() {
+        let mut checks = vec![match self.scratch.room() {
             Ok(free) => Check {
                 name: "scratch".into(),
                 ok: true,
                 detail: format!(
                     "{} free in {}",
                     human_bytes(free),
-                    self.scratch_dir.display()
+                    self.scratch.dir.display()
                 ),
             },
             Err(detail) => Check {
@@ -171,8 +186,20 @@ impl Readiness {
     }
 }
 
-fn with_draining(mut report: Report, accepting: bool) -> Report {
-    if !accepting {
+fn with_condition(mut report: Report, condition: &Condition) -> Report {
+    if let Some((key, reason)) = condition.parked.first() {
+        report.ready = false;
+        report.checks.push(Check {
+            name: "parked".into(),
+            ok: false,
+            detail: format!(
+                "{} job(s) parked, first {}: {reason} (fix it, then `systemctl reload ec2-service`)",
+                condition.parked.len(),
+                pipeline_contract::escape_key(key)
+            ),
+        });
+    }
+    if !condition.accepting {
         report.ready = false;
         report.checks.push(Check {
             name: "accepting".into(),
@@ -211,13 +238,39 @@ mod tests {
     }
 
     #[test]
-    fn draining_is_never_ready() {
+    fn draining_or_a_parked_job_is_never_ready() {
         let report = Report {
             ready: true,
             checks: vec![],
         };
-        let drained = with_draining(report, false);
+        let drained = with_condition(report.clone(), &Condition::default());
         assert!(!drained.ready);
         assert_eq!(drained.reasons(), "accepting: draining: shutting down");
+        let parked = with_condition(
+            report.clone(),
+            &Condition {
+                accepting: true,
+                parked: vec![(
+                    "uploads/a\tb.jpg".into(),
+                    "dynamodb-access-denied: no".into(),
+                )],
+            },
+        );
+        assert!(!parked.ready);
+        assert!(
+            parked.reasons().starts_with(
+                "parked: 1 job(s) parked, first uploads/a\\tb.jpg: dynamodb-access-denied"
+            ),
+            "{}",
+            parked.reasons()
+        );
+        let fine = with_condition(
+            report,
+            &Condition {
+                accepting: true,
+                parked: vec![],
+            },
+        );
+        assert!(fine.ready);
     }
 }

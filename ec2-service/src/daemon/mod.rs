@@ -1,13 +1,17 @@
 //! `ec2-service serve`: builds everything once from the configuration, resumes the stored
-//! jobs, serves, and handles the process's life under systemd (READY, watchdog, SIGHUP
-//! reload, SIGTERM drain).
+//! jobs, serves, and handles the process's life under systemd (READY, a watchdog pinged
+//! only while every part is alive ([`supervise`]), SIGHUP [`reload`], SIGTERM drain). A
+//! part that dies (the HTTP server, the dispatcher) makes the daemon exit 70, and so does a
+//! shutdown after a job panicked: systemd sees the failure.
 //!
 //! Threads: a tokio runtime (AWS calls, the dispatcher and the workers' I/O), a rayon pool
-//! (rendering, see [`render`](crate::render)), and one thread running the actix system with
-//! the public and the admin listeners.
+//! (rendering, see [`render_pool`](crate::work::render_pool)), and one thread running the
+//! actix system with the public and the admin listeners ([`http`]).
 
 pub mod health;
 pub mod http;
+pub mod reload;
+pub mod supervise;
 pub mod systemd;
 pub mod telemetry;
 
@@ -22,14 +26,15 @@ use crate::admin::AdminState;
 use crate::aws::records::Records;
 use crate::aws::s3::S3;
 use crate::error_chain::error_chain;
-use crate::intake::accept::AppState;
+use crate::intake::Intake;
+use crate::intake::accept::Accept;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::spool::files::JobFiles;
 use crate::spool::queue::Queue;
 use crate::work::render_pool::{RenderPool, RenderSettings};
 use crate::work::{self, Context};
-use health::Readiness;
+use health::{Readiness, ScratchSpace};
 use systemd::Notifier;
 use telemetry::LogHandle;
 
@@ -39,6 +44,8 @@ pub const EXIT_USAGE: i32 = 64;
 pub const EXIT_CANTCREAT: i32 = 73;
 /// Exit status when a listener cannot be bound or a thread started (EX_OSERR).
 pub const EXIT_OSERR: i32 = 71;
+/// Exit status when a part of the daemon died or a job panicked (EX_SOFTWARE).
+pub const EXIT_SOFTWARE: i32 = 70;
 
 /// Runs the daemon until SIGTERM or SIGINT; returns the process exit status.
 pub fn serve(config: Option<&Path>) -> i32 {
@@ -93,7 +100,7 @@ async fn run(
 
     let scratch = settings.scratch.dir.clone();
     let opened = tokio::task::spawn_blocking(move || JobFiles::open(&scratch)).await;
-    let (store, resumed, unreadable) = match opened {
+    let (files, resumed, unreadable) = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(e)) => {
             tracing::error!(error = %error_chain(&e), "cannot open the scratch directory");
@@ -128,17 +135,21 @@ async fn run(
         }
     };
     let metrics = Arc::new(Metrics::default());
+    let scratch = ScratchSpace {
+        dir: settings.scratch.dir.clone(),
+        min_free_bytes: settings.scratch.min_free_bytes,
+    };
     let readiness = Arc::new(Readiness::new(
         s3.clone(),
         records.clone(),
         aws.source_bucket.clone(),
         aws.output_bucket.clone(),
-        settings.scratch.dir.clone(),
-        settings.scratch.min_free_bytes,
+        scratch.clone(),
     ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Context {
         queue: queue.clone(),
-        files: store.clone(),
+        files: files.clone(),
         s3,
         records,
         pool,
@@ -150,7 +161,9 @@ async fn run(
         metrics: metrics.clone(),
         retry: settings.retry.clone(),
         output_bucket: aws.output_bucket.clone(),
-        derived_prefix: aws.derived_prefix.clone(),
+        variant_prefix: aws.variant_prefix.clone(),
+        public_base_url: aws.public_base_url.clone(),
+        stop: stopped,
     });
 
     let bind = |what: &str, addr: &str| {
@@ -164,37 +177,56 @@ async fn run(
     let Ok(admin_listener) = bind("the admin endpoints", &settings.admin.listen) else {
         return EXIT_OSERR;
     };
+    let Ok(public_addr) = public.local_addr() else {
+        return EXIT_OSERR;
+    };
     // The addresses really bound (a configured port 0 becomes a real one).
-    let listen = public
-        .local_addr()
-        .map_or_else(|_| settings.server.listen.clone(), |a| a.to_string());
+    let listen = public_addr.to_string();
     let admin_listen = admin_listener
         .local_addr()
         .map_or_else(|_| settings.admin.listen.clone(), |a| a.to_string());
-    let app = Arc::new(AppState {
-        keys: settings
+    let intake = Arc::new(Intake {
+        rules: settings.rules(),
+        queue: queue.clone(),
+        files,
+        metrics: metrics.clone(),
+        scratch,
+    });
+    let accept = Arc::new(Accept::new(
+        intake.clone(),
+        settings
             .signing
             .key_set()
             .expect("validated before the runtime started"),
-        max_skew_secs: settings.signing.max_skew_secs,
-        max_body_bytes: settings.server.max_body_bytes,
-        source_bucket: aws.source_bucket.clone(),
-        derived_prefix: aws.derived_prefix.clone(),
+        settings.signing.max_skew_secs,
+        settings.server.max_body_bytes,
+        Duration::from_secs(settings.server.body_timeout_secs),
+        settings.server.max_bodies_in_memory,
+    ));
+    let observed = Arc::new(http::Observed {
         queue: queue.clone(),
-        files: store,
         metrics,
         readiness,
+        ctx: ctx.clone(),
         runtime: tokio::runtime::Handle::current(),
-        started,
-        started_at: crate::spool::job::now_rfc3339(),
     });
-    let admin_state = Arc::new(AdminState::new(app.clone(), ctx.clone()));
-    let servers = match http::start_http(
-        app.clone(),
+    let admin_state = Arc::new(AdminState::new(
+        intake,
+        observed.clone(),
+        started,
+        crate::spool::job::now_rfc3339(),
+        settings.admin.reconcile_page_size as i32,
+    ));
+    let mut servers = match http::start_http(
+        accept,
+        observed,
         admin_state,
         public,
         admin_listener,
-        settings.server.http_workers,
+        http::Limits {
+            workers: settings.server.http_workers,
+            max_connections: settings.server.max_connections,
+        },
     ) {
         Ok(servers) => servers,
         Err(e) => {
@@ -203,14 +235,18 @@ async fn run(
         }
     };
 
-    let (stop, stopped) = tokio::sync::watch::channel(false);
     let drain = Duration::from_secs(settings.server.drain_secs);
-    let dispatcher = tokio::spawn(work::dispatch::dispatch(
-        ctx.clone(),
-        settings.concurrency(),
-        drain,
-        stopped,
-    ));
+    let dispatcher_ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut dispatcher = {
+        let ended = dispatcher_ended.clone();
+        let ctx = ctx.clone();
+        let concurrency = settings.concurrency();
+        tokio::spawn(async move {
+            let result = work::dispatch::dispatch(ctx, concurrency, drain).await;
+            ended.store(true, std::sync::atomic::Ordering::SeqCst);
+            result
+        })
+    };
 
     let signals = (
         signal(SignalKind::terminate()),
@@ -239,33 +275,40 @@ async fn run(
     );
     notifier.ready(&summary);
     if let Some(every) = notifier.watchdog_interval() {
-        let notifier = notifier.clone();
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            loop {
-                ticks.tick().await;
-                // A runtime stuck enough to miss this tick gets the daemon restarted.
-                let _ = queue.depth();
-                notifier.watchdog();
-            }
-        });
+        let parts = supervise::Parts {
+            public: public_addr,
+            dispatcher_ended: dispatcher_ended.clone(),
+        };
+        tokio::spawn(supervise::watchdog(notifier.clone(), every, parts));
     }
 
     let mut current = settings;
+    let mut failed = false;
+    let mut dispatched = None;
     let reason = loop {
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = interrupt.recv() => break "SIGINT",
             _ = hangup.recv() => {
-                current = reload(config.as_deref(), current, &ctx, log.as_ref(), &notifier);
+                current = reload::reload(config.as_deref(), current, &ctx, log.as_ref(), &notifier);
+            }
+            _ = &mut servers.ended => {
+                tracing::error!("the HTTP server stopped: no jobs can arrive; exiting so that systemd restarts the daemon");
+                failed = true;
+                break "the HTTP server died";
+            }
+            ended = &mut dispatcher => {
+                tracing::error!(result = ?ended, "the dispatcher stopped: no job can start; exiting so that systemd restarts the daemon");
+                failed = true;
+                dispatched = Some(ended.unwrap_or_default());
+                break "the dispatcher died";
             }
         }
     };
 
     let depth = queue.depth();
     tracing::info!(
-        signal = reason,
+        reason,
         in_flight = depth.in_flight,
         waiting = depth.waiting,
         drain_secs = current.server.drain_secs,
@@ -278,90 +321,32 @@ async fn run(
     queue.stop_accepting();
     let _ = stop.send(true);
     queue.stop_dispatching();
-    let (public, admin, thread) = servers;
-    let stop_public = public.stop(true);
-    let abandoned = dispatcher.await.unwrap_or(0);
+    let stop_public = servers.public.stop(true);
+    let dispatched = match dispatched {
+        Some(dispatched) => dispatched,
+        None => dispatcher.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the dispatcher failed while draining");
+            failed = true;
+            work::dispatch::Dispatched::default()
+        }),
+    };
     stop_public.await;
-    admin.stop(false).await;
+    servers.admin.stop(false).await;
+    let thread = servers.thread;
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     let left = queue.depth();
     tracing::info!(
-        abandoned,
-        stored = left.waiting + left.in_flight,
+        abandoned = dispatched.abandoned,
+        panicked = dispatched.panicked,
+        stored = left.waiting + left.in_flight + left.parked,
         "stopped; unfinished jobs stay stored for the next start"
     );
-    0
-}
-
-/// SIGHUP: re-reads the configuration; the recipe, limits, watermark and log level take
-/// effect for the jobs that start from now on. Other sections need a restart.
-fn reload(
-    config: Option<&Path>,
-    current: Settings,
-    ctx: &Context,
-    log: Option<&LogHandle>,
-    notifier: &Notifier,
-) -> Settings {
-    let loaded = Settings::load_for_cli(config)
-        .map_err(|e| e.to_string())
-        .and_then(|s| {
-            s.watermark
-                .prepare()
-                .map(|w| (s, w))
-                .map_err(|e| e.to_string())
-        });
-    let (new, watermark) = match loaded {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            tracing::error!(error = %e, "reload failed; keeping the current configuration");
-            return current;
-        }
-    };
-    ctx.set_render_settings(RenderSettings {
-        recipe: new.recipe.clone(),
-        limits: new.limits.clone(),
-        watermark,
-    });
-    if let Some(log) = log
-        && let Err(e) = log.set_level(&new.log.level)
-    {
-        tracing::error!(error = %e, level = new.log.level, "cannot change the log level");
-    }
-    let restart_needed: Vec<&str> = [
-        ("server", current.server != new.server),
-        ("admin", current.admin != new.admin),
-        ("scratch", current.scratch != new.scratch),
-        ("aws", current.aws != new.aws),
-        ("signing", current.signing != new.signing),
-        ("retry", current.retry != new.retry),
-        ("log.format", current.log.format != new.log.format),
-    ]
-    .into_iter()
-    .filter_map(|(section, changed)| changed.then_some(section))
-    .collect();
-    if !restart_needed.is_empty() {
-        tracing::warn!(
-            sections = restart_needed.join(", "),
-            "these changes take effect only after a restart"
+    if dispatched.panicked > 0 {
+        tracing::error!(
+            panicked = dispatched.panicked,
+            "job tasks panicked while the daemon ran (a bug: please report it with the log)"
         );
+        failed = true;
     }
-    tracing::info!(
-        recipe = new.recipe.version,
-        variants = new.recipe.variants.len(),
-        log_level = new.log.level,
-        "configuration reloaded"
-    );
-    notifier.status(&format!("serving; reloaded recipe {}", new.recipe.version));
-    // Keep the sections that did not take effect, so the next reload compares with what
-    // is really in force.
-    Settings {
-        recipe: new.recipe,
-        limits: new.limits,
-        watermark: new.watermark,
-        log: crate::settings::LogSettings {
-            level: new.log.level,
-            format: current.log.format,
-        },
-        ..current
-    }
+    if failed { EXIT_SOFTWARE } else { 0 }
 }

@@ -1,121 +1,144 @@
-//! `POST /v1/jobs`: verify the signature, validate every job, admit them durably, answer.
+//! `POST /v1/jobs`: the forwarder's signed requests.
 //!
-//! Handlers verify, validate and admit; they never process. Admission (fsync) runs on a
-//! blocking thread, never on the actix workers.
+//! Nothing unauthenticated is held in memory: the signature headers (present, the key
+//! known, the timestamp inside the window) and the declared length are checked before a
+//! byte of the body is read; bodies are then read under a timeout and a bound on how many
+//! are held at once, and the signature is verified over the body. A request seen before
+//! (the same signature inside the window) is answered as a duplicate without any work.
+//! Then every job is answered on its own ([`Intake::admit`]): one refused job never sinks
+//! its neighbours.
+//!
+//! Handlers verify, check and admit; they never process.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{HttpRequest, HttpResponse, web};
-use pipeline_contract::{
-    JOBS_METHOD, JobsAccepted, JobsRequest, KeySet, ReceivedSignature, is_derived_key,
-};
+use pipeline_contract::{JOBS_METHOD, JobAnswers, JobsRequest, KeySet, ReceivedSignature};
+use tokio::sync::Semaphore;
 
-use crate::daemon::health::Readiness;
+use super::Intake;
+use super::replay::Seen;
 use crate::http_error::ServiceError;
-use crate::metrics::Metrics;
-use crate::spool::files::JobFiles;
-use crate::spool::job::{Job, validate_request};
-use crate::spool::queue::Queue;
+use crate::spool::job::Job;
 
-/// What the handlers share.
+/// How many accepted signatures are remembered for replay detection, at most.
+const REPLAY_CAPACITY: usize = 100_000;
+
+/// What `POST /v1/jobs` needs.
 #[derive(Debug)]
-pub struct AppState {
+pub struct Accept {
+    pub intake: Arc<Intake>,
     pub keys: KeySet,
     pub max_skew_secs: u64,
     pub max_body_bytes: usize,
-    pub source_bucket: String,
-    pub derived_prefix: String,
-    pub queue: Arc<Queue>,
-    pub files: JobFiles,
-    pub metrics: Arc<Metrics>,
-    pub readiness: Arc<Readiness>,
-    /// The daemon's runtime, where AWS calls run (the actix workers have their own).
-    pub runtime: tokio::runtime::Handle,
-    pub started: Instant,
-    pub started_at: String,
+    pub body_timeout: Duration,
+    /// One permit per body held in memory at once.
+    bodies: Semaphore,
+    seen: Seen,
+}
+
+impl Accept {
+    pub fn new(
+        intake: Arc<Intake>,
+        keys: KeySet,
+        max_skew_secs: u64,
+        max_body_bytes: usize,
+        body_timeout: Duration,
+        max_bodies: usize,
+    ) -> Accept {
+        Accept {
+            intake,
+            keys,
+            max_skew_secs,
+            max_body_bytes,
+            body_timeout,
+            bodies: Semaphore::new(max_bodies.max(1)),
+            seen: Seen::new(REPLAY_CAPACITY),
+        }
+    }
 }
 
 pub async fn post_jobs(
     request: HttpRequest,
     body: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<Accept>,
 ) -> Result<HttpResponse, ServiceError> {
     let result = accept_jobs(&request, body, &state).await;
     if let Err(error) = &result {
-        state.metrics.rejected(error.code());
+        state.intake.metrics.rejected(error.code());
     }
     result
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 async fn accept_jobs(
     request: &HttpRequest,
     body: web::Payload,
-    state: &AppState,
+    state: &Accept,
 ) -> Result<HttpResponse, ServiceError> {
-    let body = match body.to_bytes_limited(state.max_body_bytes).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) => return Err(ServiceError::BodyUnreadable(e.to_string())),
+    let received =
+        ReceivedSignature::from_lookup(|name| request.headers().get(name)?.to_str().ok());
+    let checked =
+        pipeline_contract::check_headers(&state.keys, &received, now_secs(), state.max_skew_secs)?;
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > state.max_body_bytes as u64) {
+        return Err(ServiceError::BodyTooLarge {
+            limit: state.max_body_bytes,
+        });
+    }
+
+    let deadline = tokio::time::Instant::now() + state.body_timeout;
+    let _permit = tokio::time::timeout_at(deadline, state.bodies.acquire())
+        .await
+        .map_err(|_| ServiceError::Busy)?
+        .map_err(|_| ServiceError::ShuttingDown)?;
+    let body = match tokio::time::timeout_at(deadline, body.to_bytes_limited(state.max_body_bytes))
+        .await
+    {
         Err(_) => {
+            return Err(ServiceError::BodyTimeout {
+                secs: state.body_timeout.as_secs(),
+            });
+        }
+        Ok(Err(_)) => {
             return Err(ServiceError::BodyTooLarge {
                 limit: state.max_body_bytes,
             });
         }
+        Ok(Ok(Err(e))) => return Err(ServiceError::BodyUnreadable(e.to_string())),
+        Ok(Ok(Ok(body))) => body,
     };
-    let received =
-        ReceivedSignature::from_lookup(|name| request.headers().get(name)?.to_str().ok());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let key_id = pipeline_contract::verify(
-        &state.keys,
-        JOBS_METHOD,
-        request.path(),
-        &body,
-        &received,
-        now,
-        state.max_skew_secs,
-    )?;
+    let key_id = checked.verify_body(JOBS_METHOD, request.path(), &body)?;
+    let replay = state.seen.check_and_insert(
+        *checked.signature(),
+        checked.timestamp().saturating_add(state.max_skew_secs),
+        now_secs(),
+    );
     let parsed: JobsRequest =
         serde_json::from_slice(&body).map_err(|e| ServiceError::MalformedBody(e.to_string()))?;
-    for (index, job) in parsed.jobs.iter().enumerate() {
-        validate_request(job).map_err(|reason| ServiceError::InvalidJob { index, reason })?;
-        if job.bucket != state.source_bucket {
-            return Err(ServiceError::WrongBucket {
-                index,
-                bucket: job.bucket.clone(),
-            });
-        }
-        if is_derived_key(&job.key, &state.derived_prefix) {
-            return Err(ServiceError::DerivedKey {
-                index,
-                key: job.key.clone(),
-                prefix: state.derived_prefix.clone(),
-            });
-        }
-    }
-    if !parsed.jobs.is_empty() {
-        state
-            .readiness
-            .scratch_room()
-            .map_err(ServiceError::ScratchFull)?;
-    }
-    let jobs: Vec<Job> = parsed.jobs.into_iter().map(Job::from_event).collect();
-    let accepted = admit(state, jobs).await?;
-    tracing::debug!(key_id, jobs = accepted.jobs.len(), "jobs accepted");
-    Ok(HttpResponse::Accepted().json(accepted))
-}
-
-/// Admits jobs on a blocking thread (the store fsyncs) and counts them.
-pub async fn admit(state: &AppState, jobs: Vec<Job>) -> Result<JobsAccepted, ServiceError> {
-    let queue = state.queue.clone();
-    let store = state.files.clone();
-    let answers = web::block(move || queue.admit(jobs, &store))
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
-    let duplicates = answers.iter().filter(|a| a.duplicate).count() as u64;
-    state
-        .metrics
-        .accepted(answers.len() as u64 - duplicates, duplicates);
-    Ok(JobsAccepted { jobs: answers })
+    drop(body);
+    let answers = if replay {
+        state.intake.metrics.replayed();
+        tracing::info!(
+            key_id,
+            jobs = parsed.jobs.len(),
+            "replayed request answered as duplicates"
+        );
+        state.intake.replayed(parsed.jobs)
+    } else {
+        state.intake.admit(parsed.jobs, Job::from_event).await?
+    };
+    tracing::debug!(key_id, jobs = answers.len(), "jobs answered");
+    Ok(HttpResponse::Accepted().json(JobAnswers { jobs: answers }))
 }

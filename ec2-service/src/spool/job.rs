@@ -19,8 +19,6 @@ use pipeline_contract::{JobAction, JobRequest};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Longest source key S3 allows, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
 /// Longest sequencer accepted, in hex digits (S3's are about 18).
 pub const MAX_SEQUENCER_LEN: usize = 128;
 
@@ -60,8 +58,8 @@ pub struct Job {
     pub request: JobRequest,
     /// When the daemon accepted it, RFC 3339.
     pub accepted_at: String,
-    /// Acceptance order (milliseconds since the epoch, then a counter): jobs are started
-    /// in this order.
+    /// Acceptance order (microseconds since the epoch, strictly increasing, also across
+    /// restarts): jobs are started in this order.
     pub seq: u64,
     /// Attempts already made.
     #[serde(default)]
@@ -69,6 +67,50 @@ pub struct Job {
     /// Why the last attempt failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Waits for the record store that did not count as attempts (they set the backoff).
+    #[serde(default)]
+    pub record_waits: u32,
+    /// Why the job is parked, when it is: it cannot end until an operator acts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked: Option<String>,
+}
+
+/// How a job ended, as `status`, `jobs`, the metrics and the log line say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Ending {
+    /// Rendered; the record is DONE.
+    Done,
+    /// The record is FAILED, with a code.
+    Failed,
+    /// The source was removed; the record is DELETED.
+    Deleted,
+    /// Nothing to do: the record already holds this event or a newer one.
+    Skipped,
+}
+
+impl Ending {
+    pub const ALL: [Ending; 4] = [
+        Ending::Done,
+        Ending::Failed,
+        Ending::Deleted,
+        Ending::Skipped,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ending::Done => "DONE",
+            Ending::Failed => "FAILED",
+            Ending::Deleted => "DELETED",
+            Ending::Skipped => "SKIPPED",
+        }
+    }
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
 }
 
 impl Job {
@@ -77,8 +119,29 @@ impl Job {
         Job::new(event_id(&request), Origin::Event, request)
     }
 
-    /// An operator job (`reprocess`, `reconcile`) for the current object at `key`.
-    pub fn forced(origin: Origin, bucket: &str, key: &str, etag: Option<String>) -> Job {
+    /// The request of an operator job (`reprocess`, `reconcile`) for the current object
+    /// at `key`; [`Job::operator`] makes the job once the rules have passed it.
+    pub fn operator_request(
+        origin: Origin,
+        bucket: &str,
+        key: &str,
+        etag: Option<String>,
+    ) -> JobRequest {
+        JobRequest {
+            action: JobAction::Process,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            size: None,
+            etag,
+            version_id: None,
+            sequencer: None,
+            event_time: None,
+            event_name: format!("Operator:{}", origin.name()),
+        }
+    }
+
+    /// An operator job: every request is a new job (its id is never a duplicate).
+    pub fn operator(origin: Origin, request: JobRequest) -> Job {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nonce = format!(
             "{}\0{}\0{}",
@@ -89,20 +152,14 @@ impl Job {
         let id = format!(
             "{}-{}",
             &origin.name()[..1],
-            short_hash(&[bucket, key, &nonce])
+            short_hash(&[&request.bucket, &request.key, &nonce])
         );
-        let request = JobRequest {
-            action: JobAction::Process,
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            size: None,
-            etag,
-            version_id: None,
-            sequencer: None,
-            event_time: None,
-            event_name: format!("Operator:{}", origin.name()),
-        };
         Job::new(id, origin, request)
+    }
+
+    /// An operator job for the current object at `key`.
+    pub fn forced(origin: Origin, bucket: &str, key: &str, etag: Option<String>) -> Job {
+        Job::operator(origin, Job::operator_request(origin, bucket, key, etag))
     }
 
     fn new(id: String, origin: Origin, request: JobRequest) -> Job {
@@ -114,6 +171,8 @@ impl Job {
             seq: next_seq(),
             attempts: 0,
             last_error: None,
+            record_waits: 0,
+            parked: None,
         }
     }
 
@@ -157,36 +216,30 @@ fn short_hash(parts: &[&str]) -> String {
     hex::encode(&hasher.finalize()[..12])
 }
 
-/// Checks what the daemon relies on in a job request; the message is safe to return.
-pub fn validate_request(request: &JobRequest) -> Result<(), String> {
-    if request.bucket.trim().is_empty() {
-        return Err("bucket is empty".to_owned());
-    }
-    if request.key.is_empty() {
-        return Err("key is empty".to_owned());
-    }
-    if request.key.len() > MAX_KEY_BYTES {
-        return Err(format!("key is longer than {MAX_KEY_BYTES} bytes"));
-    }
-    if request.key.chars().any(char::is_control) {
-        return Err("key has control characters".to_owned());
-    }
+/// Drops the event fields the daemon cannot use, and says why: a `sequencer` that is not
+/// 1 to [`MAX_SEQUENCER_LEN`] hex digits, an `eventTime` that is not RFC 3339 UTC. The job
+/// itself is kept: its record is then ordered by what is left (the event time, or nothing),
+/// rather than the event being refused and lost.
+pub fn normalize(mut request: JobRequest) -> (JobRequest, Vec<String>) {
+    let mut dropped = Vec::new();
     if let Some(sequencer) = &request.sequencer {
         let hex = !sequencer.is_empty()
             && sequencer.len() <= MAX_SEQUENCER_LEN
             && sequencer.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex {
-            return Err(format!(
-                "sequencer is not 1 to {MAX_SEQUENCER_LEN} hex digits"
+            dropped.push(format!(
+                "sequencer {sequencer:?} is not 1 to {MAX_SEQUENCER_LEN} hex digits"
             ));
+            request.sequencer = None;
         }
     }
     if let Some(time) = &request.event_time
         && event_time_key(time).is_none()
     {
-        return Err(format!("eventTime {time:?} is not an RFC 3339 UTC time"));
+        dropped.push(format!("eventTime {time:?} is not an RFC 3339 UTC time"));
+        request.event_time = None;
     }
-    Ok(())
+    (request, dropped)
 }
 
 /// A sequencer as a string whose byte order is [`compare_sequencers`]'s order: upper case
@@ -347,18 +400,25 @@ mod tests {
     }
 
     #[test]
-    fn requests_are_validated() {
-        assert!(validate_request(&request(Some("0055AED6DCD90281E5"), None)).is_ok());
-        assert!(validate_request(&request(None, Some("2024-05-01T12:00:00.000Z"))).is_ok());
-        assert!(validate_request(&request(Some("xyz"), None)).is_err());
-        assert!(validate_request(&request(Some(""), None)).is_err());
-        assert!(validate_request(&request(None, Some("May 1st"))).is_err());
+    fn unusable_event_fields_are_dropped_and_the_job_kept() {
+        let (ok, dropped) = normalize(request(Some("0055AED6DCD90281E5"), None));
+        assert!(dropped.is_empty());
+        assert_eq!(ok.sequencer.as_deref(), Some("0055AED6DCD90281E5"));
+        let (ok, dropped) = normalize(request(None, Some("2024-05-01T12:00:00.000Z")));
+        assert!(dropped.is_empty() && ok.event_time.is_some());
+        for (sequencer, time) in [
+            (Some("xyz"), None),
+            (Some(""), None),
+            (None, Some("May 1st")),
+        ] {
+            let (job, dropped) = normalize(request(sequencer, time));
+            assert_eq!(dropped.len(), 1, "{sequencer:?} {time:?}");
+            assert!(job.sequencer.is_none() && job.event_time.is_none());
+            assert_eq!(job.key, "a b+c/ü.jpg");
+        }
+        // A key with control characters is an ordinary key.
         let mut r = request(None, None);
-        r.key = "a\nb".into();
-        assert!(validate_request(&r).is_err());
-        r.key = "x".repeat(1025);
-        assert!(validate_request(&r).is_err());
-        r.key = String::new();
-        assert!(validate_request(&r).is_err());
+        r.key = "a\tb\nc.jpg".into();
+        assert_eq!(normalize(r.clone()).0, r);
     }
 }

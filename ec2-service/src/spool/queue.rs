@@ -1,24 +1,30 @@
-//! The bounded queue of unfinished jobs: admission (capacity, duplicates, durable store
-//! before the answer), the order jobs start in, and what is in flight.
+//! The bounded queue of unfinished jobs: admission (capacity, duplicates, durable files
+//! before the answer), the order jobs start in, what is in flight and what is parked.
 //!
-//! Every unfinished job is here and in the [`JobFiles`], waiting (maybe until a retry
-//! time) or in flight. Jobs start in acceptance order, except that two jobs for the same
-//! source never run at once: the later one waits, so that one daemon never races itself
-//! on a record. The capacity bounds every unfinished job, so that a flood cannot fill the
-//! scratch disk.
+//! Every unfinished job is here and in the [`JobFiles`]: waiting (maybe until a retry
+//! time), in flight, or parked (it cannot end until an operator fixes something, see
+//! [`park`](Queue::park)). Jobs start in acceptance order, except that two jobs for the
+//! same source never run at once: the later one waits, so that one daemon never races
+//! itself on a record. The capacity bounds every unfinished job, so that a flood cannot
+//! fill the scratch disk.
 //!
-//! No I/O besides the store calls made while admitting.
+//! Indexed so that a dispatch costs O(log n) whatever the queue holds: per source, the due
+//! jobs in acceptance order; across sources, the first due job of every source that is not
+//! busy; the jobs waiting for a retry time by that time; a count of unfinished jobs per
+//! source (for reconcile).
+//!
+//! No I/O besides the file calls made while admitting.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pipeline_contract::AcceptedJob;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::spool::files::{JobFiles, SpoolError};
-use crate::spool::job::Job;
+use crate::spool::job::{Ending, Job};
 
 /// How many finished jobs `status` and `jobs` remember.
 const RECENT: usize = 200;
@@ -37,7 +43,15 @@ pub enum AdmitError {
         capacity: usize,
     },
     #[error(transparent)]
-    Store(#[from] SpoolError),
+    Spool(#[from] SpoolError),
+}
+
+/// One admitted job: its id, and whether it was already held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub id: String,
+    pub key: String,
+    pub duplicate: bool,
 }
 
 /// How a job ended.
@@ -46,9 +60,7 @@ pub struct Finished {
     pub id: String,
     pub key: String,
     pub origin: String,
-    /// `DONE`, `FAILED`, `DELETED`, or `SKIPPED` (the record already held this event or a
-    /// newer one).
-    pub status: String,
+    pub status: Ending,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,7 +76,7 @@ pub struct Pending {
     pub key: String,
     pub action: String,
     pub origin: String,
-    /// `waiting`, `retrying` (waiting for its retry time) or `in-flight`.
+    /// `waiting`, `retrying` (waiting for its retry time), `in-flight` or `parked`.
     pub state: String,
     pub attempts: u32,
     pub accepted_at: String,
@@ -83,13 +95,22 @@ pub struct Depth {
     /// Of which waiting for their retry time.
     pub retrying: usize,
     pub in_flight: usize,
+    /// Parked: they cannot end until an operator acts (see `ec2-service jobs`).
+    #[serde(default)]
+    pub parked: usize,
     pub capacity: usize,
 }
 
-#[derive(Debug)]
+type Source = (String, String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum SlotState {
-    Waiting { not_before: Option<Instant> },
+    /// Due now (in `due` of its source).
+    Due,
+    /// Waiting for its retry time (in `delayed`).
+    Delayed(Instant),
     InFlight,
+    Parked,
 }
 
 #[derive(Debug)]
@@ -98,66 +119,190 @@ struct Slot {
     state: SlotState,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct State {
     slots: HashMap<String, Slot>,
-    busy_sources: HashSet<(String, String)>,
+    /// Unfinished jobs per source, whatever their state.
+    per_source: HashMap<Source, usize>,
+    /// Sources with a job in flight.
+    busy: HashSet<Source>,
+    /// Due jobs of each source, in acceptance order.
+    due: HashMap<Source, BTreeSet<(u64, String)>>,
+    /// The first due job of every source that is not busy: what may start now.
+    heads: BTreeSet<(u64, Source)>,
+    /// Jobs waiting for their retry time.
+    delayed: BTreeSet<(Instant, u64, String)>,
+    in_flight: usize,
+    parked: usize,
     accepting: bool,
     dispatching: bool,
     recent: VecDeque<Finished>,
 }
 
-/// The queue. Shared by the HTTP handlers (admit), the dispatcher (take) and the workers
-/// (finish, retry).
+fn source_of(job: &Job) -> Source {
+    (job.request.bucket.clone(), job.request.key.clone())
+}
+
+impl State {
+    /// The first due job of `source`, as an entry of `heads`.
+    fn head_of(&self, source: &Source) -> Option<(u64, Source)> {
+        self.due
+            .get(source)
+            .and_then(|set| set.first())
+            .map(|(seq, _)| (*seq, source.clone()))
+    }
+
+    fn set_head(&mut self, source: &Source, old: Option<(u64, Source)>) {
+        if let Some(old) = old {
+            self.heads.remove(&old);
+        }
+        if !self.busy.contains(source)
+            && let Some(head) = self.head_of(source)
+        {
+            self.heads.insert(head);
+        }
+    }
+
+    /// Makes a job due (it may start as soon as its source is free).
+    fn make_due(&mut self, id: &str) {
+        let slot = self.slots.get_mut(id).expect("a held job");
+        slot.state = SlotState::Due;
+        let seq = slot.job.seq;
+        let source = source_of(&slot.job);
+        let old = if self.busy.contains(&source) {
+            None
+        } else {
+            self.head_of(&source)
+        };
+        self.due
+            .entry(source.clone())
+            .or_default()
+            .insert((seq, id.to_owned()));
+        self.set_head(&source, old);
+    }
+
+    fn insert(&mut self, job: Job, not_before: Option<Instant>) {
+        let id = job.id.clone();
+        let seq = job.seq;
+        *self.per_source.entry(source_of(&job)).or_default() += 1;
+        let delayed = not_before.filter(|t| *t > Instant::now());
+        self.slots.insert(
+            id.clone(),
+            Slot {
+                job,
+                state: SlotState::Parked,
+            },
+        );
+        match delayed {
+            Some(at) => {
+                self.slots.get_mut(&id).expect("just inserted").state = SlotState::Delayed(at);
+                self.delayed.insert((at, seq, id));
+            }
+            None => self.make_due(&id),
+        }
+    }
+
+    /// Leaves an in-flight job's source free again.
+    fn release(&mut self, source: &Source) {
+        self.busy.remove(source);
+        self.in_flight -= 1;
+        self.set_head(source, None);
+    }
+
+    fn promote_due(&mut self, now: Instant, cost: &AtomicU64) {
+        while let Some((at, seq, id)) = self.delayed.first().cloned() {
+            if at > now {
+                break;
+            }
+            cost.fetch_add(1, Ordering::Relaxed);
+            self.delayed.remove(&(at, seq, id.clone()));
+            self.make_due(&id);
+        }
+    }
+
+    /// The oldest job that may start now, or how long until one may (`None`: until woken).
+    fn take(&mut self, cost: &AtomicU64) -> Result<Job, Option<Duration>> {
+        let now = Instant::now();
+        self.promote_due(now, cost);
+        cost.fetch_add(1, Ordering::Relaxed);
+        let Some((seq, source)) = self.heads.pop_first() else {
+            return Err(self
+                .delayed
+                .first()
+                .map(|(at, _, _)| at.saturating_duration_since(now)));
+        };
+        let set = self.due.get_mut(&source).expect("a head has due jobs");
+        let (_, id) = set.pop_first().expect("a head has due jobs");
+        debug_assert!(set.is_empty() || set.first().is_some_and(|(s, _)| *s > seq));
+        if set.is_empty() {
+            self.due.remove(&source);
+        }
+        self.busy.insert(source);
+        self.in_flight += 1;
+        let slot = self.slots.get_mut(&id).expect("a due job is held");
+        slot.state = SlotState::InFlight;
+        Ok(slot.job.clone())
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Slot> {
+        let slot = self.slots.remove(id)?;
+        let source = source_of(&slot.job);
+        if let Some(n) = self.per_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&source);
+            }
+        }
+        Some(slot)
+    }
+}
+
+/// The queue. Shared by the intake (admit), the dispatcher (take) and the workers (finish,
+/// retry, park).
 #[derive(Debug)]
 pub struct Queue {
     capacity: usize,
     state: Mutex<State>,
     /// Admissions are serialised, so that the capacity and duplicate checks and the durable
-    /// store are one step.
+    /// files are one step.
     admit_lock: Mutex<()>,
     wake: Notify,
+    /// Index entries examined by dispatches (see the tests).
+    cost: AtomicU64,
 }
 
 impl Queue {
-    /// A queue holding `resumed` (jobs found in the store on start).
+    /// A queue holding `resumed` (jobs found in the files on start). Jobs that were parked
+    /// come back waiting: a restart is a retry of whatever parked them.
     pub fn new(capacity: usize, resumed: Vec<Job>) -> Queue {
-        let slots = resumed
-            .into_iter()
-            .map(|job| {
-                (
-                    job.id.clone(),
-                    Slot {
-                        job,
-                        state: SlotState::Waiting { not_before: None },
-                    },
-                )
-            })
-            .collect();
+        let mut state = State {
+            accepting: true,
+            dispatching: true,
+            ..State::default()
+        };
+        for mut job in resumed {
+            job.parked = None;
+            state.insert(job, None);
+        }
         Queue {
             capacity,
-            state: Mutex::new(State {
-                slots,
-                busy_sources: HashSet::new(),
-                accepting: true,
-                dispatching: true,
-                recent: VecDeque::new(),
-            }),
+            state: Mutex::new(state),
             admit_lock: Mutex::new(()),
             wake: Notify::new(),
+            cost: AtomicU64::new(0),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent data (every change is one
-        // statement), so a poisoned lock is still usable.
+        // A panic while holding the lock leaves consistent data (no await, no I/O inside),
+        // so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Admits jobs: duplicates (same id already held, or twice in this request) are
     /// answered without being stored again; the rest are stored durably and queued, or
     /// none is when they do not all fit. Blocking (fsync): call from a blocking thread.
-    pub fn admit(&self, jobs: Vec<Job>, store: &JobFiles) -> Result<Vec<AcceptedJob>, AdmitError> {
+    pub fn admit(&self, jobs: Vec<Job>, files: &JobFiles) -> Result<Vec<Admitted>, AdmitError> {
         let _serial = self.admit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut answers = Vec::with_capacity(jobs.len());
         let mut fresh: Vec<Job> = Vec::new();
@@ -169,7 +314,7 @@ impl Queue {
             let mut seen = HashSet::new();
             for job in jobs {
                 let duplicate = state.slots.contains_key(&job.id) || !seen.insert(job.id.clone());
-                answers.push(AcceptedJob {
+                answers.push(Admitted {
                     id: job.id.clone(),
                     key: job.request.key.clone(),
                     duplicate,
@@ -190,16 +335,10 @@ impl Queue {
         if fresh.is_empty() {
             return Ok(answers);
         }
-        store.persist(&fresh)?;
+        files.persist(&fresh)?;
         let mut state = self.lock();
         for job in fresh {
-            state.slots.insert(
-                job.id.clone(),
-                Slot {
-                    job,
-                    state: SlotState::Waiting { not_before: None },
-                },
-            );
+            state.insert(job, None);
         }
         drop(state);
         self.wake.notify_one();
@@ -216,7 +355,7 @@ impl Queue {
                 if !state.dispatching {
                     return None;
                 }
-                match take_ready(&mut state) {
+                match state.take(&self.cost) {
                     Ok(job) => return Some(job),
                     Err(wait) => wait,
                 }
@@ -233,30 +372,72 @@ impl Queue {
     /// Puts an in-flight job back, to start again after `delay`.
     pub fn retry_later(&self, job: Job, delay: Duration) {
         let mut state = self.lock();
-        state
-            .busy_sources
-            .remove(&(job.request.bucket.clone(), job.request.key.clone()));
-        let id = job.id.clone();
+        if let Some(slot) = state.remove(&job.id)
+            && slot.state == SlotState::InFlight
+        {
+            state.release(&source_of(&job));
+        }
+        state.insert(job, Some(Instant::now() + delay));
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Parks an in-flight job: it stays held (and on disk) but does not start again until
+    /// [`unpark_all`](Self::unpark_all) (a reload) or a restart. For jobs that cannot end
+    /// without an operator: their record cannot be written, or they keep crashing.
+    pub fn park(&self, job: Job) {
+        let mut state = self.lock();
+        let source = source_of(&job);
+        if let Some(slot) = state.remove(&job.id)
+            && slot.state == SlotState::InFlight
+        {
+            state.release(&source);
+        }
+        *state.per_source.entry(source).or_default() += 1;
+        state.parked += 1;
         state.slots.insert(
-            id,
+            job.id.clone(),
             Slot {
                 job,
-                state: SlotState::Waiting {
-                    not_before: Some(Instant::now() + delay),
-                },
+                state: SlotState::Parked,
             },
         );
         drop(state);
         self.wake.notify_one();
     }
 
+    /// Makes every parked job due again; returns how many.
+    pub fn unpark_all(&self) -> usize {
+        let mut state = self.lock();
+        let ids: Vec<String> = state
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.state == SlotState::Parked)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            let slot = state.slots.get_mut(id).expect("just listed");
+            slot.job.parked = None;
+            state.parked -= 1;
+            state.make_due(id);
+        }
+        drop(state);
+        self.wake.notify_one();
+        ids.len()
+    }
+
     /// Forgets a finished job (its file must already be removed) and remembers how it
     /// ended.
     pub fn finish(&self, finished: Finished) {
         let mut state = self.lock();
-        if let Some(slot) = state.slots.remove(&finished.id) {
-            let source = (slot.job.request.bucket, slot.job.request.key);
-            state.busy_sources.remove(&source);
+        if let Some(slot) = state.remove(&finished.id) {
+            match slot.state {
+                SlotState::InFlight => state.release(&source_of(&slot.job)),
+                SlotState::Parked => state.parked -= 1,
+                SlotState::Due | SlotState::Delayed(_) => {
+                    unreachable!("only a job in flight or parked finishes")
+                }
+            }
         }
         if state.recent.len() == RECENT {
             state.recent.pop_front();
@@ -283,26 +464,17 @@ impl Queue {
 
     pub fn depth(&self) -> Depth {
         let state = self.lock();
-        let now = Instant::now();
-        let mut depth = Depth {
+        let parked = state.parked;
+        Depth {
+            waiting: state.slots.len() - state.in_flight - parked,
+            retrying: state.delayed.len(),
+            in_flight: state.in_flight,
+            parked,
             capacity: self.capacity,
-            ..Depth::default()
-        };
-        for slot in state.slots.values() {
-            match slot.state {
-                SlotState::InFlight => depth.in_flight += 1,
-                SlotState::Waiting { not_before } => {
-                    depth.waiting += 1;
-                    if not_before.is_some_and(|t| t > now) {
-                        depth.retrying += 1;
-                    }
-                }
-            }
         }
-        depth
     }
 
-    /// Every unfinished job, oldest first.
+    /// Every unfinished job, oldest first (for the operator: a scan is fine here).
     pub fn pending(&self) -> Vec<Pending> {
         let state = self.lock();
         let now = Instant::now();
@@ -313,10 +485,9 @@ impl Queue {
             .map(|slot| {
                 let (label, retry_in) = match slot.state {
                     SlotState::InFlight => ("in-flight", None),
-                    SlotState::Waiting {
-                        not_before: Some(t),
-                    } if t > now => ("retrying", Some((t - now).as_secs_f64())),
-                    SlotState::Waiting { .. } => ("waiting", None),
+                    SlotState::Parked => ("parked", None),
+                    SlotState::Delayed(t) if t > now => ("retrying", Some((t - now).as_secs_f64())),
+                    SlotState::Delayed(_) | SlotState::Due => ("waiting", None),
                 };
                 let job = &slot.job;
                 Pending {
@@ -327,9 +498,29 @@ impl Queue {
                     state: label.to_owned(),
                     attempts: job.attempts,
                     accepted_at: job.accepted_at.clone(),
-                    last_error: job.last_error.clone(),
+                    last_error: job.parked.clone().or_else(|| job.last_error.clone()),
                     retry_in_secs: retry_in,
                 }
+            })
+            .collect()
+    }
+
+    /// The parked jobs' keys and reasons, oldest first.
+    pub fn parked(&self) -> Vec<(String, String)> {
+        let state = self.lock();
+        let mut parked: Vec<&Slot> = state
+            .slots
+            .values()
+            .filter(|slot| slot.state == SlotState::Parked)
+            .collect();
+        parked.sort_by_key(|slot| slot.job.seq);
+        parked
+            .into_iter()
+            .map(|slot| {
+                (
+                    slot.job.request.key.clone(),
+                    slot.job.parked.clone().unwrap_or_default(),
+                )
             })
             .collect()
     }
@@ -342,48 +533,14 @@ impl Queue {
     /// Whether a job for this source is unfinished (used by reconcile).
     pub fn holds_source(&self, bucket: &str, key: &str) -> bool {
         self.lock()
-            .slots
-            .values()
-            .any(|slot| slot.job.request.bucket == bucket && slot.job.request.key == key)
+            .per_source
+            .contains_key(&(bucket.to_owned(), key.to_owned()))
     }
-}
 
-/// The oldest job that may start now, or how long until one may (`None`: until woken).
-fn take_ready(state: &mut State) -> Result<Job, Option<Duration>> {
-    let now = Instant::now();
-    let mut best: Option<(&String, u64)> = None;
-    let mut soonest: Option<Instant> = None;
-    for (id, slot) in &state.slots {
-        let SlotState::Waiting { not_before } = slot.state else {
-            continue;
-        };
-        let source = (
-            slot.job.request.bucket.clone(),
-            slot.job.request.key.clone(),
-        );
-        if state.busy_sources.contains(&source) {
-            continue;
-        }
-        match not_before {
-            Some(t) if t > now => soonest = Some(soonest.map_or(t, |s| s.min(t))),
-            _ => {
-                if best.is_none_or(|(_, seq)| slot.job.seq < seq) {
-                    best = Some((id, slot.job.seq));
-                }
-            }
-        }
+    /// Index entries examined by all dispatches so far.
+    pub fn dispatch_cost(&self) -> u64 {
+        self.cost.load(Ordering::Relaxed)
     }
-    let Some((id, _)) = best else {
-        return Err(soonest.map(|t| t.saturating_duration_since(now)));
-    };
-    let id = id.clone();
-    let slot = state.slots.get_mut(&id).expect("the id was just found");
-    slot.state = SlotState::InFlight;
-    let job = slot.job.clone();
-    state
-        .busy_sources
-        .insert((job.request.bucket.clone(), job.request.key.clone()));
-    Ok(job)
 }
 
 #[cfg(test)]
@@ -406,7 +563,7 @@ mod tests {
         })
     }
 
-    fn store(name: &str) -> (JobFiles, std::path::PathBuf) {
+    fn files(name: &str) -> (JobFiles, std::path::PathBuf) {
         let dir =
             std::env::temp_dir().join(format!("ec2-service-queue-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -418,7 +575,7 @@ mod tests {
             id: job.id.clone(),
             key: job.request.key.clone(),
             origin: "event".into(),
-            status: "DONE".into(),
+            status: Ending::Done,
             code: None,
             message: None,
             attempts: 1,
@@ -428,28 +585,29 @@ mod tests {
 
     #[tokio::test]
     async fn admits_dedupes_bounds_and_serialises_each_source() {
-        let (store, dir) = store("admit");
+        let (files, dir) = files("admit");
         let queue = Queue::new(3, Vec::new());
         let (a1, a2, b) = (job("a", "01"), job("a", "02"), job("b", "01"));
         let answers = queue
-            .admit(vec![a1.clone(), a1.clone(), a2.clone()], &store)
+            .admit(vec![a1.clone(), a1.clone(), a2.clone()], &files)
             .unwrap();
         assert_eq!(
             answers.iter().map(|a| a.duplicate).collect::<Vec<_>>(),
             [false, true, false]
         );
-        let again = queue.admit(vec![a1.clone()], &store).unwrap();
+        let again = queue.admit(vec![a1.clone()], &files).unwrap();
         assert!(again[0].duplicate, "a held job is a duplicate");
         assert!(matches!(
-            queue.admit(vec![b.clone(), job("c", "01")], &store),
+            queue.admit(vec![b.clone(), job("c", "01")], &files),
             Err(AdmitError::Full {
                 unfinished: 2,
                 incoming: 2,
                 capacity: 3
             })
         ));
-        queue.admit(vec![b.clone()], &store).unwrap();
+        queue.admit(vec![b.clone()], &files).unwrap();
         assert_eq!(queue.depth().waiting, 3);
+        assert!(queue.holds_source("b", "a") && !queue.holds_source("b", "c"));
 
         // Oldest first, but never two jobs of one source at once.
         let first = queue.next().await.unwrap();
@@ -469,14 +627,68 @@ mod tests {
         assert_eq!(again.id, a2.id);
         assert!(started.elapsed() >= Duration::from_millis(40));
 
+        // A parked job stays held, counts, and starts again only once unparked.
+        let mut parked = again.clone();
+        parked.parked = Some("dynamodb-access-denied: not allowed".into());
+        queue.park(parked);
+        assert_eq!(queue.depth().parked, 1);
+        assert_eq!(queue.depth().waiting, 0);
+        assert!(queue.holds_source("b", "a"));
+        assert_eq!(queue.parked()[0].0, "a");
+        assert_eq!(
+            queue
+                .pending()
+                .iter()
+                .find(|p| p.id == a2.id)
+                .unwrap()
+                .state,
+            "parked"
+        );
+        assert_eq!(queue.unpark_all(), 1);
+        assert_eq!(queue.next().await.unwrap().id, a2.id);
+
         queue.stop_accepting();
         assert!(matches!(
-            queue.admit(vec![job("d", "01")], &store),
+            queue.admit(vec![job("d", "01")], &files),
             Err(AdmitError::Stopping)
         ));
         queue.stop_dispatching();
         assert!(queue.next().await.is_none());
         assert_eq!(queue.recent()[0].id, a1.id);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dispatch_costs_the_same_with_ten_thousand_jobs_waiting() {
+        // 10,000 jobs over 5,000 sources, some waiting to retry: each dispatch examines a
+        // handful of index entries, never the whole queue (a scan would examine ~10,000).
+        let mut jobs = Vec::new();
+        for i in 0..10_000 {
+            jobs.push(job(&format!("k{}", i % 5_000), &format!("{i:08X}")));
+        }
+        let queue = Queue::new(20_000, jobs);
+        let before = queue.dispatch_cost();
+        let mut last_seq = 0;
+        let mut taken = Vec::new();
+        for _ in 0..100 {
+            let job = queue.next().await.unwrap();
+            assert!(job.seq > last_seq, "acceptance order");
+            last_seq = job.seq;
+            taken.push(job);
+        }
+        let per_dispatch = (queue.dispatch_cost() - before) as f64 / 100.0;
+        assert!(per_dispatch <= 2.0, "{per_dispatch} entries per dispatch");
+        // Retrying jobs cost one promotion each when they come due, not a scan.
+        for job in taken.drain(..50) {
+            queue.retry_later(job, Duration::from_millis(1));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let before = queue.dispatch_cost();
+        for _ in 0..100 {
+            queue.next().await.unwrap();
+        }
+        let spent = queue.dispatch_cost() - before;
+        assert!(spent <= 100 + 50, "{spent}");
+        assert_eq!(queue.depth().in_flight, 150);
     }
 }

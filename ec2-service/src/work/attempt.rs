@@ -1,34 +1,48 @@
-//! Processing jobs: the dispatcher that starts them (a fixed number at once), and the
-//! stages of one job with its failure handling.
+//! One attempt of one job, and everything that follows from how it went.
 //!
-//! One attempt of a job: claim the record → for `process`: HEAD (size limit before any
-//! download) → stream to the scratch disk → render on the pool → PUT every variant (and
-//! remove those an earlier recipe made that this one does not) → write DONE; for `delete`: remove the variants → write DELETED. The scratch file is removed at
-//! the end of every attempt.
+//! 1. **Claim** the record. Waiting for the record store never spends the job's attempts:
+//!    a transient failure (throttling, unavailability) puts the job back with a backoff of
+//!    its own; a permanent one (access denied, no such table, a validation error) *parks*
+//!    the job: it stays stored, is logged once at ERROR, counted in `/metrics`, listed by
+//!    `status` and fails `/readyz`, until a reload or a restart retries it.
+//! 2. **Work** (one attempt of `[retry] max_attempts`). `process`: HEAD (the variant marker
+//!    and the size limit, before any download) → stream to the scratch disk → reserve the
+//!    memory budget from the size and the header → read and render on the pool → PUT every
+//!    variant under this render's own keys. `delete`: remove the variants the record
+//!    listed. A transient failure puts the job back with an exponential, jittered delay;
+//!    past the last attempt, or for a permanent failure, the job ends FAILED with its code.
+//! 3. **Record** the outcome, *if* the claim is still this job's. Transient record errors
+//!    are waited out in place (the work is not redone); permanent ones park the job.
+//!    Publication is safe by construction: a landed DONE replaces the record's pointer to
+//!    one complete set of immutable variants and removes the set it replaced; a job that
+//!    lost its claim removes its own set. No ordering of two jobs leaves the record and the
+//!    variants disagreeing.
 //!
-//! Failures: a transient one (throttling, 5xx, timeouts, connection errors) puts the job
-//! back with an exponential, jittered delay, up to `[retry] max_attempts`, then it ends
-//! FAILED with its code; a permanent one (undecodable, over a limit, source gone) ends
-//! FAILED at once. The job file is removed only once its record says how it ended; when
-//! the record itself cannot be written, the job stays stored and is retried, so no
-//! accepted job silently vanishes.
+//! The job's file is removed only once its record says how it ended.
 
-use super::Context;
-use super::retry::backoff;
-use crate::aws::records::{
-    Claim, Done, RecordError, STATUS_DELETED, STATUS_DONE, STATUS_FAILED, VariantRecord, Written,
-};
-use crate::aws::s3::{S3Error, SourceHead, Upload, variant_key, variants_prefix};
-use crate::error_chain::error_chain;
-use crate::metrics::{Metrics, Stage};
-use crate::pipeline::{Metadata, PipelineError};
-use crate::spool::job::{Job, now_rfc3339};
-use crate::spool::queue::Finished;
-use crate::work::render_pool::{RenderError, RenderSettings};
-use pipeline_contract::JobAction;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use pipeline_contract::{JobAction, LogKey};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
+
+use super::Context;
+use super::outcome::{Outcome, Timings, finish};
+use super::retry::backoff;
+use crate::aws::records::{
+    Claim, Done, Previous, RecordError, STATUS_DELETED, VariantRecord, Written,
+};
+use crate::aws::s3::{S3Error, SourceHead, Upload, variant_key};
+use crate::error_chain::error_chain;
+use crate::metrics::Stage;
+use crate::pipeline::{Metadata, PipelineError};
+use crate::spool::job::Job;
+use crate::work::render_pool::{RenderError, RenderSettings};
+
+/// How much of a downloaded source is read to size its memory budget from the header.
+const HEADER_BYTES: u64 = 1 << 20;
 
 /// Why one attempt of a job failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +51,10 @@ pub enum JobError {
     S3(#[from] S3Error),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    #[error(
+        "the object is a variant written by this daemon (x-amz-meta-variant-by), never a source"
+    )]
+    OwnOutput,
     #[error("the rendering pool went away")]
     PoolGone,
     #[error("cannot read the downloaded source: {0}")]
@@ -56,7 +74,7 @@ impl JobError {
     pub fn is_transient(&self) -> bool {
         match self {
             JobError::S3(e) => e.is_transient(),
-            JobError::Pipeline(_) => false,
+            JobError::Pipeline(_) | JobError::OwnOutput => false,
             JobError::PoolGone | JobError::Scratch(_) => true,
         }
     }
@@ -66,6 +84,7 @@ impl JobError {
         match self {
             JobError::S3(e) => e.code(),
             JobError::Pipeline(e) => e.code(),
+            JobError::OwnOutput => "own-output",
             JobError::PoolGone => "internal-error",
             JobError::Scratch(_) => "scratch-error",
         }
@@ -76,121 +95,98 @@ impl JobError {
         match self {
             JobError::S3(e) => !matches!(e, S3Error::NotFound { .. } | S3Error::TooLarge { .. }),
             JobError::Pipeline(e) => matches!(e, PipelineError::Internal(_)),
+            JobError::OwnOutput => false,
             JobError::PoolGone | JobError::Scratch(_) => true,
         }
     }
 }
 
-/// Wall time per stage of one attempt.
-#[derive(Debug, Default, Clone, Copy)]
-struct Timings {
-    stages: [Duration; Stage::ALL.len()],
-}
-
-impl Timings {
-    async fn time<T>(&mut self, stage: Stage, work: impl Future<Output = T>) -> T {
-        let started = Instant::now();
-        let output = work.await;
-        self.stages[stage as usize] += started.elapsed();
-        output
-    }
-
-    fn add(&mut self, stage: Stage, duration: Duration) {
-        self.stages[stage as usize] += duration;
-    }
-
-    fn ms(&self, stage: Stage) -> u64 {
-        self.stages[stage as usize].as_millis() as u64
-    }
-
-    fn report(&self, metrics: &Metrics) {
-        for stage in Stage::ALL {
-            let spent = self.stages[stage as usize];
-            if !spent.is_zero() {
-                metrics.observe(stage, spent);
-            }
-        }
-    }
-}
-
-/// What a successful `process` attempt produced, before its record is written.
+/// What the work of an attempt produced, before its record is written.
 #[derive(Debug)]
-struct Processed {
+enum Work {
+    Rendered(Box<Rendered>),
+    Deleted,
+}
+
+#[derive(Debug)]
+struct Rendered {
     head: SourceHead,
     metadata: Metadata,
     variants: Vec<VariantRecord>,
+    render_id: String,
     bytes_out: u64,
     recipe_version: String,
 }
 
+/// Why the record could not be written.
+enum Unwritten {
+    /// A permanent error: the job must be parked.
+    Refused(RecordError),
+    /// The daemon is stopping while the store is away: the job stays stored.
+    Stopping(RecordError),
+}
+
 /// One attempt of one job, with everything that follows from its outcome.
 pub async fn run_job(ctx: Arc<Context>, mut job: Job) {
-    job.attempts += 1;
     let started = Instant::now();
     let mut timings = Timings::default();
     let settings = ctx.render_settings();
 
-    let claim = timings.time(Stage::Record, ctx.records.claim(&job)).await;
-    let claim = match claim {
-        Ok(claim) => claim,
-        Err(error) => return record_unavailable(&ctx, job, &error, timings).await,
+    let previous = match claim(&ctx, &job, &mut timings).await {
+        Ok(Ok(previous)) => previous,
+        Ok(Err(outcome)) => return finish(&ctx, job, outcome, timings, started).await,
+        Err(error) if error.is_transient() => {
+            return wait_for_records(&ctx, job, &error, timings).await;
+        }
+        Err(error) => return park(&ctx, job, &error).await,
     };
-    if let Claim::Superseded { status, event } = claim {
-        let message = format!(
-            "the record already holds {} ({})",
-            event.as_deref().unwrap_or("this or a newer event"),
-            status.as_deref().unwrap_or("status unknown")
-        );
-        return finish(
-            &ctx,
-            job,
-            "SKIPPED",
-            None,
-            Some(message),
-            timings,
-            started,
-            0,
-            0,
-        )
-        .await;
-    }
+    job.record_waits = 0;
 
-    let outcome = match job.request.action {
-        JobAction::Process => process(&ctx, &job, &settings, &mut timings).await.map(Some),
-        JobAction::Delete => delete(&ctx, &job, &mut timings).await.map(|_| None),
+    job.attempts += 1;
+    let mut published = Vec::new();
+    let work = match job.request.action {
+        JobAction::Process => process(&ctx, &job, &settings, &mut timings, &mut published)
+            .await
+            .map(|r| Work::Rendered(Box::new(r))),
+        JobAction::Delete => delete(&ctx, &previous, &mut timings)
+            .await
+            .map(|()| Work::Deleted),
     };
     let _ = tokio::fs::remove_file(ctx.files.source_path(&job.id)).await;
     let processing_ms = started.elapsed().as_millis() as u64;
 
-    let (written, status, code, message, bytes_in, bytes_out) = match outcome {
-        Ok(Some(processed)) => {
+    let (outcome, written) = match work {
+        Ok(Work::Rendered(rendered)) => {
             let done = Done {
-                head: &processed.head,
-                metadata: &processed.metadata,
-                variants: &processed.variants,
-                recipe_version: &processed.recipe_version,
+                head: &rendered.head,
+                metadata: &rendered.metadata,
+                variants: &rendered.variants,
+                render_id: &rendered.render_id,
+                recipe_version: &rendered.recipe_version,
                 attempts: job.attempts,
                 processing_ms,
             };
-            let written = timings
-                .time(Stage::Record, ctx.records.complete(&job, &done))
-                .await;
-            (
-                written,
-                STATUS_DONE,
-                None,
-                None,
-                processed.head.size,
-                processed.bytes_out,
-            )
+            let view = job.clone();
+            let written = write(&ctx, &mut job, &mut timings, || {
+                ctx.records.complete(&view, &done)
+            })
+            .await;
+            let outcome = Outcome::Done {
+                bytes_in: rendered.head.size,
+                bytes_out: rendered.bytes_out,
+            };
+            (outcome, written)
         }
-        Ok(None) => {
-            let written = timings
-                .time(Stage::Record, ctx.records.mark_deleted(&job, processing_ms))
-                .await;
-            (written, STATUS_DELETED, None, None, 0, 0)
+        Ok(Work::Deleted) => {
+            let view = job.clone();
+            let written = write(&ctx, &mut job, &mut timings, || {
+                ctx.records.mark_deleted(&view, processing_ms)
+            })
+            .await;
+            (Outcome::Deleted, written)
         }
         Err(error) if error.is_transient() && job.attempts < ctx.retry.max_attempts => {
+            remove_variants(&ctx, &job, &published, &mut timings).await;
             return retry(&ctx, job, &error, timings).await;
         }
         Err(error) => {
@@ -199,62 +195,153 @@ pub async fn run_job(ctx: Arc<Context>, mut job: Job) {
                 message = format!("gave up after {} attempts: {message}", job.attempts);
             }
             if error.is_server_side() {
-                tracing::error!(key = job.key(), job = %job.id, code = error.code(), attempts = job.attempts, error = %message, "job failed");
+                tracing::error!(key = %LogKey(job.key()), job = %job.id, code = error.code(), attempts = job.attempts, error = %message, "job failed");
             }
-            let written = timings
-                .time(
-                    Stage::Record,
-                    ctx.records.fail(
-                        &job,
-                        error.code(),
-                        &message,
-                        &settings.recipe.version,
-                        processing_ms,
-                    ),
-                )
-                .await;
-            (
-                written,
-                STATUS_FAILED,
-                Some(error.code()),
-                Some(message),
-                0,
-                0,
-            )
+            let code = error.code();
+            let recipe = settings.recipe.version.clone();
+            let view = job.clone();
+            let written = write(&ctx, &mut job, &mut timings, || {
+                ctx.records
+                    .fail(&view, code, &message, &recipe, processing_ms)
+            })
+            .await;
+            (Outcome::Failed { code, message }, written)
         }
     };
+
     match written {
-        Ok(Written::Yes) => {
-            finish(
-                &ctx,
-                job,
-                status,
-                code.map(str::to_owned),
-                message,
-                timings,
-                started,
-                bytes_in,
-                bytes_out,
-            )
-            .await;
+        Ok(Written::Yes(replaced)) => {
+            // Variants nobody points at any more: a DONE record replaced the set it
+            // listed; a DELETED one listed nothing; a FAILED one keeps the set it listed,
+            // so only what this attempt published goes.
+            let stale: Vec<String> = match &outcome {
+                Outcome::Done { .. } => replaced
+                    .variant_keys
+                    .into_iter()
+                    .filter(|k| !published.contains(k))
+                    .collect(),
+                Outcome::Deleted => replaced.variant_keys,
+                Outcome::Failed { .. } | Outcome::Skipped { .. } => published.clone(),
+            };
+            remove_variants(&ctx, &job, &stale, &mut timings).await;
+            finish(&ctx, job, outcome, timings, started).await;
         }
         Ok(Written::LostClaim) => {
-            let message = "another job claimed the record while this one ran".to_owned();
-            finish(
-                &ctx,
-                job,
-                "SKIPPED",
-                None,
-                Some(message),
-                timings,
-                started,
-                0,
-                0,
-            )
-            .await;
+            remove_variants(&ctx, &job, &published, &mut timings).await;
+            let reason = "another job claimed the record while this one ran".to_owned();
+            finish(&ctx, job, Outcome::Skipped { reason }, timings, started).await;
         }
-        Err(error) => record_unavailable(&ctx, job, &error, timings).await,
+        Err(Unwritten::Refused(error)) => park(&ctx, job, &error).await,
+        Err(Unwritten::Stopping(error)) => {
+            // The work is lost, not the job: it is still stored and runs again next start.
+            tracing::warn!(key = %LogKey(job.key()), job = %job.id, error = %error_chain(&error), "stopping before the record could be written; the job stays stored");
+            requeue(&ctx, job, Duration::ZERO, timings).await;
+        }
     }
+}
+
+/// Claims the record: `Ok(Ok(previous))` the job may work, `Ok(Err(outcome))` it ends now.
+async fn claim(
+    ctx: &Context,
+    job: &Job,
+    timings: &mut Timings,
+) -> Result<Result<Previous, Outcome>, RecordError> {
+    let claim = timings
+        .time(Stage::Record, ctx.records.claim(job, false))
+        .await?;
+    match claim {
+        Claim::Claimed(previous) => Ok(Ok(previous)),
+        Claim::Superseded { status, .. }
+            if job.origin.is_forced() && status.as_deref() == Some(STATUS_DELETED) =>
+        {
+            // An operator asked to render a source whose record says it was deleted: only
+            // if the source is really there again (its event was lost).
+            let found = timings
+                .time(
+                    Stage::Download,
+                    ctx.s3.head(&job.request.bucket, &job.request.key),
+                )
+                .await;
+            match found {
+                Ok(_) => match timings
+                    .time(Stage::Record, ctx.records.claim(job, true))
+                    .await?
+                {
+                    Claim::Claimed(previous) => Ok(Ok(previous)),
+                    Claim::Superseded { .. } => Ok(Err(Outcome::Skipped {
+                        reason: "the record changed while it was claimed".to_owned(),
+                    })),
+                },
+                Err(S3Error::NotFound { .. }) => Ok(Err(Outcome::Skipped {
+                    reason: "the source is deleted; its record stays DELETED".to_owned(),
+                })),
+                // Cannot tell: claim it, and let the work find out (and retry) as usual.
+                Err(_) => match timings
+                    .time(Stage::Record, ctx.records.claim(job, true))
+                    .await?
+                {
+                    Claim::Claimed(previous) => Ok(Ok(previous)),
+                    Claim::Superseded { .. } => Ok(Err(Outcome::Skipped {
+                        reason: "the record changed while it was claimed".to_owned(),
+                    })),
+                },
+            }
+        }
+        Claim::Superseded { status, event } => Ok(Err(Outcome::Skipped {
+            reason: format!(
+                "the record already holds {} ({})",
+                event.as_deref().unwrap_or("this or a newer event"),
+                status.as_deref().unwrap_or("status unknown")
+            ),
+        })),
+    }
+}
+
+/// Writes an outcome, waiting out transient record errors in place (the work stays done),
+/// until the daemon stops.
+async fn write<F, Fut>(
+    ctx: &Context,
+    job: &mut Job,
+    timings: &mut Timings,
+    mut attempt: F,
+) -> Result<Written, Unwritten>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Written, RecordError>>,
+{
+    let mut waits = 0u32;
+    loop {
+        match timings.time(Stage::Record, attempt()).await {
+            Ok(written) => return Ok(written),
+            Err(error) if !error.is_transient() => return Err(Unwritten::Refused(error)),
+            Err(error) => {
+                waits += 1;
+                job.record_waits += 1;
+                let delay = backoff(waits, ctx.retry.base_delay(), ctx.retry.max_delay());
+                tracing::warn!(
+                    key = %LogKey(job.key()), job = %job.id, code = error.code(), wait = waits,
+                    retry_in_ms = delay.as_millis() as u64, error = %error_chain(&error),
+                    "cannot write the record, waiting for the record store (no attempt spent)"
+                );
+                let mut stop = ctx.stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|stopping| *stopping) => return Err(Unwritten::Stopping(error)),
+                }
+            }
+        }
+    }
+}
+
+/// The render's own id: the same job rendering the same bytes with the same recipe gets
+/// the same keys (a retry overwrites what it wrote); anything else gets new ones.
+fn render_id(job: &Job, etag: Option<&str>, recipe_version: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [job.id.as_str(), etag.unwrap_or(""), recipe_version] {
+        hasher.update(part.len().to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..6])
 }
 
 async fn process(
@@ -262,13 +349,17 @@ async fn process(
     job: &Job,
     settings: &Arc<RenderSettings>,
     timings: &mut Timings,
-) -> Result<Processed, JobError> {
+    published: &mut Vec<String>,
+) -> Result<Rendered, JobError> {
     let request = &job.request;
     let limits = &settings.limits;
     let path = ctx.files.source_path(&job.id);
     let head = timings
         .time(Stage::Download, ctx.s3.head(&request.bucket, &request.key))
         .await?;
+    if head.is_variant {
+        return Err(JobError::OwnOutput);
+    }
     limits.check_source_bytes(head.size)?;
     let downloaded = timings
         .time(
@@ -283,32 +374,64 @@ async fn process(
         )
         .await?;
     ctx.metrics.bytes_in(downloaded);
-    let bytes = tokio::fs::read(&path).await.map_err(JobError::Scratch)?;
-    let rendered = ctx.pool.render(Arc::new(bytes), settings.clone()).await?;
-    let t = &rendered.timings;
-    timings.add(Stage::Decode, t.probe + t.decode);
-    timings.add(Stage::Render, t.color + t.orient + t.resize + t.encode);
+
+    // The budget is taken before the source is read into memory.
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(JobError::Scratch)?;
+    let mut header = Vec::new();
+    (&mut file)
+        .take(HEADER_BYTES.min(downloaded))
+        .read_to_end(&mut header)
+        .await
+        .map_err(JobError::Scratch)?;
+    let cost = ctx.pool.cost_mib(&header, downloaded, limits);
+    let reservation = timings.time(Stage::Wait, ctx.pool.reserve(cost)).await?;
+    let mut bytes = header;
+    bytes.reserve(downloaded as usize - bytes.len());
+    file.read_to_end(&mut bytes)
+        .await
+        .map_err(JobError::Scratch)?;
+    drop(file);
+    if let Some(delay) = crate::faults::render_delay(job.key()) {
+        timings.time(Stage::Render, tokio::time::sleep(delay)).await;
+    }
+    let rendered = timings
+        .time(
+            Stage::Render,
+            ctx.pool
+                .render(&reservation, Arc::new(bytes), settings.clone()),
+        )
+        .await?;
+    drop(reservation);
 
     let recipe_version = settings.recipe.version.clone();
+    let render_id = render_id(job, head.etag.as_deref(), &recipe_version);
     let mut uploads = JoinSet::new();
     let mut variants = Vec::with_capacity(rendered.variants.len());
     let mut bytes_out = 0;
     for variant in rendered.variants {
         let key = variant_key(
-            &ctx.derived_prefix,
+            &ctx.variant_prefix,
             &request.key,
+            &render_id,
             &variant.name,
             variant.format.extension(),
         );
         bytes_out += variant.bytes.len() as u64;
         variants.push(VariantRecord {
             name: variant.name.clone(),
+            url: ctx
+                .public_base_url
+                .as_ref()
+                .map(|base| public_url(base, &key)),
             key: key.clone(),
             width: variant.width,
             height: variant.height,
             bytes: variant.bytes.len() as u64,
             format: variant.format.name(),
         });
+        published.push(key.clone());
         let s3 = ctx.s3.clone();
         let bucket = ctx.output_bucket.clone();
         let upload = Upload {
@@ -317,6 +440,7 @@ async fn process(
             bytes: variant.bytes,
             source_key: request.key.clone(),
             recipe_version: recipe_version.clone(),
+            render_id: render_id.clone(),
         };
         uploads.spawn(async move { s3.put_variant(&bucket, upload).await });
     }
@@ -334,81 +458,119 @@ async fn process(
                     first_error.get_or_insert(e);
                 }
             }
-            if let Some(error) = first_error {
-                return Err(error);
-            }
-            // Variants an earlier recipe made and this one does not: removed, so that the
-            // output bucket holds what the record lists.
-            let keep: Vec<&str> = variants.iter().map(|v| v.key.as_str()).collect();
-            let prefix = variants_prefix(&ctx.derived_prefix, &request.key);
-            ctx.s3
-                .delete_variants(&ctx.output_bucket, &prefix, &keep)
-                .await
-                .map(|_| ())
+            first_error.map_or(Ok(()), Err)
         })
         .await?;
     ctx.metrics.bytes_out(bytes_out);
-    Ok(Processed {
+    Ok(Rendered {
         head,
         metadata: rendered.metadata,
         variants,
+        render_id,
         bytes_out,
         recipe_version,
     })
 }
 
-async fn delete(ctx: &Context, job: &Job, timings: &mut Timings) -> Result<usize, JobError> {
-    let prefix = variants_prefix(&ctx.derived_prefix, job.key());
-    let removed = timings
-        .time(
-            Stage::Upload,
-            ctx.s3.delete_variants(&ctx.output_bucket, &prefix, &[]),
-        )
-        .await?;
-    Ok(removed)
+/// `base` + the key, each segment percent-encoded as a URL path needs.
+fn public_url(base: &str, key: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let path: Vec<String> = key
+        .split('/')
+        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect();
+    format!("{}/{}", base.trim_end_matches('/'), path.join("/"))
 }
 
-/// Puts the job back for a later attempt after a transient failure.
+/// A delete removes the variants the record listed when the job claimed it; the record is
+/// then written DELETED.
+async fn delete(ctx: &Context, previous: &Previous, timings: &mut Timings) -> Result<(), JobError> {
+    timings
+        .time(
+            Stage::Upload,
+            ctx.s3
+                .delete_keys(&ctx.output_bucket, &previous.variant_keys),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Removes variants nobody points at any more. A failure leaves them behind (logged): the
+/// record is right either way.
+async fn remove_variants(ctx: &Context, job: &Job, keys: &[String], timings: &mut Timings) {
+    if keys.is_empty() {
+        return;
+    }
+    let removed = timings
+        .time(Stage::Upload, ctx.s3.delete_keys(&ctx.output_bucket, keys))
+        .await;
+    if let Err(error) = removed {
+        tracing::warn!(key = %LogKey(job.key()), job = %job.id, variants = keys.len(), error = %error_chain(&error), "cannot remove variants the record no longer lists; they stay in the output bucket");
+    }
+}
+
+/// Puts the job back for a later attempt after a transient failure of its work.
 async fn retry(ctx: &Context, mut job: Job, error: &JobError, timings: Timings) {
     let delay = backoff(job.attempts, ctx.retry.base_delay(), ctx.retry.max_delay());
     let message = error_chain(error);
     tracing::warn!(
-        key = job.key(), job = %job.id, code = error.code(), attempt = job.attempts,
+        key = %LogKey(job.key()), job = %job.id, code = error.code(), attempt = job.attempts,
         max_attempts = ctx.retry.max_attempts, retry_in_ms = delay.as_millis() as u64,
         error = %message, "transient failure, will retry"
     );
     job.last_error = Some(format!("{}: {message}", error.code()));
+    ctx.metrics.retried();
     requeue(ctx, job, delay, timings).await;
 }
 
-/// The record could not be read or written: the job stays stored and comes back later,
-/// however many attempts it took (it cannot end without a record).
-async fn record_unavailable(ctx: &Context, mut job: Job, error: &RecordError, timings: Timings) {
-    let delay = backoff(job.attempts, ctx.retry.base_delay(), ctx.retry.max_delay());
+/// The record store is away before the work started: the job comes back after a backoff
+/// of its own, without spending an attempt.
+async fn wait_for_records(ctx: &Context, mut job: Job, error: &RecordError, timings: Timings) {
+    job.record_waits += 1;
+    let delay = backoff(
+        job.record_waits,
+        ctx.retry.base_delay(),
+        ctx.retry.max_delay(),
+    );
     let message = error_chain(error);
-    if job.attempts == ctx.retry.max_attempts {
-        tracing::error!(
-            key = job.key(), job = %job.id, code = error.code(), attempts = job.attempts,
-            error = %message,
-            "cannot write the record; the job stays stored and keeps being retried"
-        );
-    } else {
-        tracing::warn!(
-            key = job.key(), job = %job.id, code = error.code(), attempt = job.attempts,
-            retry_in_ms = delay.as_millis() as u64, error = %message,
-            "cannot write the record, will retry"
-        );
-    }
+    tracing::warn!(
+        key = %LogKey(job.key()), job = %job.id, code = error.code(), wait = job.record_waits,
+        retry_in_ms = delay.as_millis() as u64, error = %message,
+        "cannot claim the record, waiting for the record store (no attempt spent)"
+    );
     job.last_error = Some(format!("{}: {message}", error.code()));
+    ctx.metrics.record_waited();
     requeue(ctx, job, delay, timings).await;
+}
+
+/// A record error that waiting will not fix: the job is parked until an operator acts.
+async fn park(ctx: &Context, mut job: Job, error: &RecordError) {
+    let reason = format!("{}: {}", error.code(), error_chain(error));
+    tracing::error!(
+        key = %LogKey(job.key()), job = %job.id, code = error.code(), error = %reason,
+        "the record cannot be written; the job is parked until `systemctl reload ec2-service` or a restart (fix the cause first)"
+    );
+    job.parked = Some(reason);
+    store(ctx, &job).await;
+    ctx.queue.park(job);
 }
 
 async fn requeue(ctx: &Context, job: Job, delay: Duration, timings: Timings) {
-    ctx.metrics.retried();
     timings.report(&ctx.metrics);
-    let store = ctx.files.clone();
+    store(ctx, &job).await;
+    ctx.queue.retry_later(job, delay);
+}
+
+/// Rewrites the job's file (attempts, last error, parked reason).
+async fn store(ctx: &Context, job: &Job) {
+    let files = ctx.files.clone();
     let stored = job.clone();
-    match tokio::task::spawn_blocking(move || store.update(&stored)).await {
+    match tokio::task::spawn_blocking(move || files.update(&stored)).await {
         Ok(Ok(())) => {}
         // The previous file is still there: the job is not lost, only its attempt count.
         Ok(Err(e)) => {
@@ -416,70 +578,12 @@ async fn requeue(ctx: &Context, job: Job, delay: Duration, timings: Timings) {
         }
         Err(e) => tracing::error!(job = %job.id, error = %e, "cannot update the stored job"),
     }
-    ctx.queue.retry_later(job, delay);
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn finish(
-    ctx: &Context,
-    job: Job,
-    status: &str,
-    code: Option<String>,
-    message: Option<String>,
-    timings: Timings,
-    started: Instant,
-    bytes_in: u64,
-    bytes_out: u64,
-) {
-    timings.report(&ctx.metrics);
-    let store = ctx.files.clone();
-    let id = job.id.clone();
-    match tokio::task::spawn_blocking(move || store.remove(&id)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            // Replaying a finished job is harmless (its record refuses the claim).
-            tracing::error!(job = %job.id, error = %error_chain(&e), "cannot remove the finished job's file");
-        }
-        Err(e) => {
-            tracing::error!(job = %job.id, error = %e, "cannot remove the finished job's file");
-        }
-    }
-    let code_text = code.clone().unwrap_or_default();
-    ctx.metrics.finished(status, &code_text);
-    tracing::info!(
-        key = job.key(),
-        job = %job.id,
-        action = ?job.request.action,
-        origin = job.origin.name(),
-        status,
-        code = code_text.as_str(),
-        attempts = job.attempts,
-        bytes_in,
-        bytes_out,
-        download_ms = timings.ms(Stage::Download),
-        decode_ms = timings.ms(Stage::Decode),
-        render_ms = timings.ms(Stage::Render),
-        upload_ms = timings.ms(Stage::Upload),
-        record_ms = timings.ms(Stage::Record),
-        total_ms = started.elapsed().as_millis() as u64,
-        detail = message.as_deref().unwrap_or(""),
-        "job finished"
-    );
-    ctx.queue.finish(Finished {
-        id: job.id.clone(),
-        key: job.request.key.clone(),
-        origin: job.origin.name().to_owned(),
-        status: status.to_owned(),
-        code,
-        message,
-        attempts: job.attempts,
-        finished_at: now_rfc3339(),
-    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::job::Origin;
 
     #[test]
     fn codes_and_transience() {
@@ -489,5 +593,34 @@ mod tests {
         let pipeline = JobError::Pipeline(PipelineError::EmptySource);
         assert_eq!(pipeline.code(), "empty-source");
         assert!(!pipeline.is_transient());
+        assert_eq!(JobError::OwnOutput.code(), "own-output");
+        assert!(!JobError::OwnOutput.is_transient());
+    }
+
+    #[test]
+    fn render_ids_change_with_the_job_the_bytes_and_the_recipe() {
+        let job = Job::forced(Origin::Reprocess, "b", "a.jpg", None);
+        let other = Job::forced(Origin::Reprocess, "b", "a.jpg", None);
+        let id = render_id(&job, Some("\"e1\""), "r1");
+        assert_eq!(id, render_id(&job, Some("\"e1\""), "r1"));
+        assert_eq!(id.len(), 12);
+        assert_ne!(id, render_id(&other, Some("\"e1\""), "r1"));
+        assert_ne!(id, render_id(&job, Some("\"e2\""), "r1"));
+        assert_ne!(id, render_id(&job, Some("\"e1\""), "r2"));
+    }
+
+    #[test]
+    fn public_urls_encode_each_segment_of_the_key() {
+        assert_eq!(
+            public_url(
+                "https://d1.cloudfront.net/",
+                "variants/uploads/a b+c#1.jpg/r1/thumb.webp"
+            ),
+            "https://d1.cloudfront.net/variants/uploads/a%20b%2Bc%231.jpg/r1/thumb.webp"
+        );
+        assert_eq!(
+            public_url("http://127.0.0.1:9000/out", "variants/é.jpg/r/large.jpg"),
+            "http://127.0.0.1:9000/out/variants/%C3%A9.jpg/r/large.jpg"
+        );
     }
 }

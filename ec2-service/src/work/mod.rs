@@ -1,12 +1,14 @@
-//! The work loop: the dispatcher that starts jobs ([`dispatch`]), one attempt of a job
-//! and what follows from its outcome ([`attempt`]), the retry policy ([`retry`]) and the
-//! bounded rayon pool that renders ([`render_pool`]).
+//! The work loop: the dispatcher that starts jobs and survives their panics
+//! ([`dispatch`]), one attempt of a job and what follows from it ([`attempt`]), how a job
+//! ends ([`outcome`]), the retry policy ([`retry`]) and the bounded rayon pool that renders
+//! under the memory budget ([`render_pool`]).
 //!
 //! Jobs come from the [`spool`](crate::spool) and end as records (through
 //! [`aws`](crate::aws)); nothing here speaks HTTP.
 
 pub mod attempt;
 pub mod dispatch;
+pub mod outcome;
 pub mod render_pool;
 pub mod retry;
 
@@ -32,7 +34,12 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub retry: RetrySettings,
     pub output_bucket: String,
-    pub derived_prefix: String,
+    pub variant_prefix: String,
+    /// Base of the variants' public URLs in their records (a CloudFront domain), if any.
+    pub public_base_url: Option<String>,
+    /// Turns true when the daemon stops: waits for the record store give up, the job
+    /// staying stored.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {

@@ -1,14 +1,15 @@
 //! Where the CPU work runs: [`pipeline::render`] on a dedicated, bounded rayon pool, never
 //! on the tokio or actix threads, admitted through a memory budget.
 //!
-//! Each render first takes a share of the budget (`[server] memory_budget_bytes`) sized
-//! from the source's header (pixels x 4 bytes plus the source, capped at the decode
-//! limit and at the whole budget), so that a few huge photos wait for each other instead of
-//! running the box out of memory while small ones keep flowing.
+//! Each source first takes a share of the budget (`[server] memory_budget_bytes`) sized
+//! from its size and its header (the source bytes plus pixels x 4 bytes, the decode capped
+//! at the decode limit, the whole capped at the budget), *before* it is read into memory:
+//! a few huge photos wait for each other instead of running the box out of memory, while
+//! small ones keep flowing. The share is held until the render has finished.
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::pipeline::{self, Limits, PipelineError, Recipe, Rendered, Watermark};
 
@@ -55,31 +56,51 @@ impl RenderPool {
         })
     }
 
-    /// The share of the budget a source takes, in MiB.
-    pub fn cost_mib(&self, source: &[u8], limits: &Limits) -> u32 {
-        let decoded = match pipeline::probe::probe(source, limits) {
+    /// The share of the budget a source of `source_len` bytes takes, in MiB, from the
+    /// first bytes of the file (`header`, the whole source when it is small). When the
+    /// header does not say (a JPEG whose metadata comes before its frame header fills the
+    /// whole chunk), the most one decode may take under the limits is assumed.
+    pub fn cost_mib(&self, header: &[u8], source_len: u64, limits: &Limits) -> u32 {
+        let decoded = match pipeline::probe::probe(header, limits) {
             Ok(probe) => {
                 (u64::from(probe.width) * u64::from(probe.height) * 4).min(limits.max_decode_bytes)
             }
-            // Refused from the header: the render fails before decoding anything.
-            Err(_) => 0,
+            // The whole source is refused from its header: nothing will be decoded.
+            Err(_) if header.len() as u64 >= source_len => 0,
+            Err(_) => limits.max_decode_bytes,
         };
-        let bytes = decoded + source.len() as u64;
+        let bytes = decoded + source_len;
         (bytes.div_ceil(MIB) as u32).clamp(1, self.budget_mib)
     }
 
-    /// Renders `source` once its share of the budget is free.
+    /// Waits until `mib` of the budget is free and takes it, until the reservation drops.
+    pub async fn reserve(&self, mib: u32) -> Result<Reservation, RenderError> {
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(mib.clamp(1, self.budget_mib))
+            .await
+            .map_err(|_| RenderError::PoolGone)?;
+        Ok(Reservation { _permit: permit })
+    }
+
+    /// Bytes of the budget reserved right now.
+    pub fn reserved_bytes(&self) -> u64 {
+        u64::from(self.budget_mib).saturating_sub(self.budget.available_permits() as u64) * MIB
+    }
+
+    /// The whole budget, in bytes.
+    pub fn budget_bytes(&self) -> u64 {
+        u64::from(self.budget_mib) * MIB
+    }
+
+    /// Renders `source` on the pool; `_reservation` is the share of the budget it holds.
     pub async fn render(
         &self,
+        _reservation: &Reservation,
         source: Arc<Vec<u8>>,
         settings: Arc<RenderSettings>,
     ) -> Result<Rendered, RenderError> {
-        let cost = self.cost_mib(&source, &settings.limits);
-        let _permit = self
-            .budget
-            .acquire_many(cost)
-            .await
-            .map_err(|_| RenderError::PoolGone)?;
         let (tx, rx) = oneshot::channel();
         self.pool.spawn(move || {
             let result = pipeline::render(
@@ -94,6 +115,12 @@ impl RenderPool {
     }
 }
 
+/// A share of the memory budget, given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    _permit: OwnedSemaphorePermit,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,11 +128,14 @@ mod tests {
     use crate::pipeline::{Layout, OutputFormat, Raster};
 
     #[tokio::test]
-    async fn renders_off_the_async_threads_and_charges_the_budget() {
+    async fn renders_off_the_async_threads_and_charges_the_budget_first() {
         let raster = Raster::new(64, 48, Layout::Rgb, vec![128; 64 * 48 * 3]);
         let jpeg = encode(&raster, OutputFormat::Jpeg, 90, [255, 255, 255]).unwrap();
         let pool = RenderPool::new(2, 64 * MIB).unwrap();
-        assert_eq!(pool.cost_mib(&jpeg, &Limits::default()), 1);
+        let len = jpeg.len() as u64;
+        assert_eq!(pool.cost_mib(&jpeg, len, &Limits::default()), 1);
+        // The source's own bytes count: a 40 MiB file with a tiny image costs 40 MiB.
+        assert_eq!(pool.cost_mib(&jpeg, 40 * MIB, &Limits::default()), 41);
         let huge = Limits {
             max_decode_bytes: 1 << 40,
             max_pixels: 1 << 40,
@@ -115,17 +145,37 @@ mod tests {
         // A header claiming 30000x30000 costs the whole budget, never more.
         let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         bomb[sof + 5..sof + 9].copy_from_slice(&[0x75, 0x30, 0x75, 0x30]);
-        assert_eq!(pool.cost_mib(&bomb, &huge), 64);
+        assert_eq!(pool.cost_mib(&bomb, len, &huge), 64);
+        // A header chunk that does not say is charged the most a decode may take.
+        let limits = Limits {
+            max_decode_bytes: 20 * MIB,
+            ..Limits::default()
+        };
+        assert_eq!(pool.cost_mib(&jpeg[..2], 5 * MIB, &limits), 25);
+
+        let first = pool.reserve(40).await.unwrap();
+        assert_eq!(pool.reserved_bytes(), 40 * MIB);
+        let second = tokio::time::timeout(std::time::Duration::from_millis(50), pool.reserve(30));
+        assert!(
+            second.await.is_err(),
+            "30 more MiB must wait for the first 40"
+        );
+        drop(first);
+        assert_eq!(pool.reserved_bytes(), 0);
 
         let settings = Arc::new(RenderSettings {
             recipe: Recipe::default(),
             limits: Limits::default(),
             watermark: None,
         });
-        let rendered = pool.render(Arc::new(jpeg), settings.clone()).await.unwrap();
+        let reservation = pool.reserve(1).await.unwrap();
+        let rendered = pool
+            .render(&reservation, Arc::new(jpeg), settings.clone())
+            .await
+            .unwrap();
         assert_eq!(rendered.variants.len(), 3);
         let error = pool
-            .render(Arc::new(b"not an image".to_vec()), settings)
+            .render(&reservation, Arc::new(b"not an image".to_vec()), settings)
             .await
             .unwrap_err();
         assert!(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lambda_forwarder::{ForwardError, Response, SubmitError};
-use pipeline_contract::{JobAction, JobRequest, JobsRequest};
+use pipeline_contract::{AnswerStatus, JobAction, JobRequest, JobsRequest};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -27,7 +27,7 @@ fn aws_put_job() -> JobRequest {
 fn moto_put_job() -> JobRequest {
     JobRequest {
         action: JobAction::Process,
-        bucket: "photos-source".into(),
+        bucket: "photos-source-prod".into(),
         key: "uploads/nested/summer 2024/beach #1.JPG".into(),
         size: Some(52_341),
         etag: Some("6805f2cfc46c0f04559748bb039d69ae".into()),
@@ -167,8 +167,6 @@ async fn filtered_keys_and_the_daemons_own_outputs_are_never_sent() {
             "photos-source-prod",
             "variants%2Fuploads%2Fa.jpg%2Fthumb.jpg",
         ),
-        ("photos-source-prod", "uploads/variants/a.jpg"),
-        ("photos-source-prod", "uploads%2Fx%2Fvariants%2Fb.png"),
     ] {
         let response = forwarder
             .handle(s3_put(bucket, raw_key, "01"))
@@ -180,6 +178,48 @@ async fn filtered_keys_and_the_daemons_own_outputs_are_never_sent() {
             "{raw_key}"
         );
     }
+    assert!(daemon.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_folder_named_variants_under_the_source_prefix_is_forwarded() {
+    let daemon = daemon_accepting().await;
+    let forwarder = forwarder(&daemon.url(), &[("SOURCE_PREFIX", "uploads/")]).await;
+    for (raw_key, key) in [
+        (
+            "uploads/2024/variants/beach.jpg",
+            "uploads/2024/variants/beach.jpg",
+        ),
+        ("uploads%2Fx%2Fvariants%2Fb.png", "uploads/x/variants/b.png"),
+    ] {
+        let response = forwarder
+            .handle(s3_put("photos-source-prod", raw_key, "01"))
+            .await
+            .unwrap();
+        assert_eq!(to_json(&response), json!({"forwarded": 1, "skipped": 0}));
+        assert_eq!(
+            daemon
+                .requests()
+                .last()
+                .map(|r| assert_signed_jobs_request(r).jobs[0].key.clone()),
+            Some(key.to_owned())
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_event_from_another_bucket_is_not_forwarded_and_fails_the_invocation() {
+    let daemon = daemon_accepting().await;
+    let forwarder = forwarder(&daemon.url(), &[]).await;
+    let error = forwarder
+        .handle(s3_put("someone-elses-bucket", "uploads/a.jpg", "01"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Forwarder.InvalidRecords");
+    assert!(
+        error.to_string().contains("not the source bucket"),
+        "{error}"
+    );
     assert!(daemon.requests().is_empty());
 }
 
@@ -387,7 +427,15 @@ fn batch_of_ten() -> (Value, Vec<String>) {
         ("m05", fixture("moto-put.json").to_string()),
         ("m06", put("other/outside.jpg", "05")),
         ("m07", fixture("aws-delete.json").to_string()),
-        ("m08", put("variants/uploads/a.jpg/thumb.jpg", "07")),
+        (
+            "m08",
+            s3_put(
+                "photos-output-prod",
+                "variants/uploads/a.jpg/r1/thumb.jpg",
+                "07",
+            )
+            .to_string(),
+        ),
         (
             "m09",
             json!({"Records": [{"eventName": "ObjectCreated:Put"}]}).to_string(),
@@ -443,10 +491,63 @@ async fn sqs_batch_of_ten_returns_every_message_with_a_job_when_the_daemon_refus
 }
 
 #[tokio::test]
+async fn one_job_the_daemon_does_not_take_fails_only_its_own_message() {
+    // The daemon takes every job but two: one it cannot take now (returned, retried) and
+    // one it refuses on purpose (its own output: done, never retried).
+    let daemon = daemon_answering_per_job(|job| match job.key.as_str() {
+        "uploads/p3.jpg" => (AnswerStatus::Refused, Some("queue-full")),
+        "uploads/p7.jpg" => (AnswerStatus::Refused, Some("own-output")),
+        "uploads/p5.jpg" => (AnswerStatus::Duplicate, None),
+        _ => (AnswerStatus::Accepted, None),
+    })
+    .await;
+    let forwarder = forwarder(&daemon.url(), &[("SOURCE_PREFIX", "uploads/")]).await;
+    let ids: Vec<String> = (0..9)
+        .map(|i| format!("m{i}"))
+        .chain(["m-tab".to_owned()])
+        .collect();
+    let mut messages: Vec<(&str, String)> = (0..9)
+        .map(|i| {
+            (
+                ids[i].as_str(),
+                s3_put("photos-source-prod", &format!("uploads/p{i}.jpg"), "01").to_string(),
+            )
+        })
+        .collect();
+    messages.push((
+        "m-tab",
+        s3_put("photos-source-prod", "uploads/a%09b.jpg", "01").to_string(),
+    ));
+
+    let response = forwarder.handle(sqs_event(&messages)).await.unwrap();
+
+    assert_eq!(to_json(&response), failures(&["m3"]));
+    let sent = single_request(&daemon);
+    assert_eq!(sent.jobs.len(), 10, "one request with every job");
+    assert_eq!(sent.jobs[9].key, "uploads/a\tb.jpg");
+
+    // A direct S3 event with a job the daemon did not take fails as a whole (Lambda retries).
+    let error = forwarder
+        .handle(s3_put("photos-source-prod", "uploads/p3.jpg", "02"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Forwarder.NotTaken");
+    assert!(error.to_string().contains("queue-full"), "{error}");
+    let skipped = forwarder
+        .handle(s3_put("photos-source-prod", "uploads/p7.jpg", "02"))
+        .await
+        .unwrap();
+    assert_eq!(to_json(&skipped), json!({"forwarded": 1, "skipped": 0}));
+}
+
+#[tokio::test]
 async fn sqs_batch_with_an_unreachable_daemon_returns_the_messages_with_jobs() {
     let forwarder = forwarder(&closed_port_url().await, &[]).await;
     let event = sqs_event(&[
-        ("ok-1", s3_put("b", "uploads/a.jpg", "01").to_string()),
+        (
+            "ok-1",
+            s3_put("photos-source-prod", "uploads/a.jpg", "01").to_string(),
+        ),
         ("test", fixture("test-event.json").to_string()),
         ("ok-2", fixture("moto-put.json").to_string()),
     ]);

@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_forwarder::{Config, Forwarder};
 use pipeline_contract::{
-    AcceptedJob, JobsAccepted, JobsRequest, KeySet, ReceivedSignature, SigningKey,
+    AnswerStatus, JobAnswer, JobAnswers, JobRequest, JobsRequest, KeySet, ReceivedSignature,
+    SigningKey,
 };
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -185,24 +186,36 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A daemon that accepts every job (202 with a `JobsAccepted` body).
+/// A daemon that accepts every job (202 with one `accepted` answer per job).
 pub async fn daemon_accepting() -> Server {
-    Server::start(Arc::new(|request: Recorded| {
+    daemon_answering_per_job(|_| (AnswerStatus::Accepted, None)).await
+}
+
+/// A daemon that answers 202 with, for each job, the status and code `answer` gives.
+pub async fn daemon_answering_per_job(
+    answer: fn(&JobRequest) -> (AnswerStatus, Option<&'static str>),
+) -> Server {
+    Server::start(Arc::new(move |request: Recorded| {
         Box::pin(async move {
             let jobs: JobsRequest = serde_json::from_slice(&request.body).unwrap();
-            let accepted = JobsAccepted {
+            let answers = JobAnswers {
                 jobs: jobs
                     .jobs
                     .iter()
                     .enumerate()
-                    .map(|(i, job)| AcceptedJob {
-                        id: format!("job-{i}"),
-                        key: job.key.clone(),
-                        duplicate: false,
+                    .map(|(i, job)| {
+                        let (status, code) = answer(job);
+                        JobAnswer {
+                            id: (status != AnswerStatus::Refused).then(|| format!("job-{i}")),
+                            key: job.key.clone(),
+                            status,
+                            code: code.map(str::to_owned),
+                            message: code.map(|c| format!("stub refused: {c}")),
+                        }
                     })
                     .collect(),
             };
-            Reply::new(202, serde_json::to_vec(&accepted).unwrap())
+            Reply::new(202, serde_json::to_vec(&answers).unwrap())
                 .header("content-type", "application/json")
         })
     }))
@@ -239,6 +252,10 @@ pub async fn daemon_slow(delay: Duration) -> Server {
     .await
 }
 
+/// The buckets every fixture uses.
+pub const SOURCE_BUCKET: &str = "photos-source-prod";
+pub const OUTPUT_BUCKET: &str = "photos-output-prod";
+
 /// A loopback address where nothing listens.
 pub async fn closed_port_url() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -254,6 +271,8 @@ pub fn env(daemon_url: &str, extra: &[(&str, &str)]) -> HashMap<String, String> 
         ("SIGNING_KEY_ID", KEY_ID),
         ("SIGNING_KEY", SECRET),
         ("REQUEST_TIMEOUT_MS", "2000"),
+        ("SOURCE_BUCKET", SOURCE_BUCKET),
+        ("OUTPUT_BUCKET", OUTPUT_BUCKET),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

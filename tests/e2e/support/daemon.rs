@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ec2_service::cli::admin_client::{self, Response};
-use pipeline_contract::{JOBS_PATH, JobRequest, JobsAccepted, JobsRequest, SigningKey};
+use pipeline_contract::{JOBS_PATH, JobAnswers, JobRequest, JobsRequest, SigningKey};
 use serde_json::Value;
 
 use super::fixture::{Fixture, KEY_ID, SECRET};
@@ -48,7 +48,16 @@ pub fn binary() -> &'static Path {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
         build
-            .args(["build", "-p", "ec2-service", "--bin", "ec2-service"])
+            // The tests inject faults (src/faults.rs): the same features as `cargo test`.
+            .args([
+                "build",
+                "-p",
+                "ec2-service",
+                "--bin",
+                "ec2-service",
+                "--features",
+                "faults",
+            ])
             .arg("--target-dir")
             .arg(target_dir)
             .current_dir(workspace);
@@ -254,6 +263,17 @@ impl Daemon {
         self.child.as_ref().expect("running").id()
     }
 
+    /// The daemon's resident memory at its peak so far (VmHWM), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmHWM in /proc/PID/status")
+            * 1024
+    }
+
     /// `POST /v1/jobs`, signed with the configured key, now.
     pub fn post_jobs(&self, jobs: &[JobRequest]) -> Response {
         let body = serde_json::to_vec(&JobsRequest {
@@ -272,7 +292,7 @@ impl Daemon {
     }
 
     /// Posts jobs and expects 202; returns the answer.
-    pub fn submit(&self, jobs: &[JobRequest]) -> JobsAccepted {
+    pub fn submit(&self, jobs: &[JobRequest]) -> JobAnswers {
         let response = self.post_jobs(jobs);
         assert_eq!(response.status, 202, "{}", response.text());
         serde_json::from_slice(&response.body).unwrap()
@@ -304,6 +324,21 @@ impl Daemon {
         let r = admin_client::request(self.admin, "GET", path, &[], b"", Duration::from_secs(10))
             .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// `POST` to the admin listener with a JSON body; the answer's JSON (2xx expected).
+    pub fn admin_post(&self, path: &str, body: &[u8]) -> Value {
+        let r = admin_client::request(
+            self.admin,
+            "POST",
+            path,
+            &[("Content-Type", "application/json".to_owned())],
+            body,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert!((200..300).contains(&r.status), "{}", r.text());
         serde_json::from_slice(&r.body).unwrap()
     }
 

@@ -2,7 +2,7 @@
 //! records table, a scratch directory, a signing key, and blocking helpers to look at
 //! them through the real SDK.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ pub type Item = HashMap<String, AttributeValue>;
 pub struct Object {
     pub bytes: Vec<u8>,
     pub content_type: Option<String>,
+    pub cache_control: Option<String>,
     pub metadata: HashMap<String, String>,
 }
 
@@ -105,10 +106,42 @@ impl Fixture {
                     .await
                     .unwrap();
             }
-            fixture
-                .dynamodb
+        });
+        fixture.create_table();
+        fixture
+    }
+
+    /// The same buckets and table, with its own scratch directory and config file: a
+    /// second daemon of the same pipeline.
+    pub fn sibling(&self, name: &str) -> Fixture {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let scratch = self.scratch.with_file_name(format!(
+            "{}-{name}",
+            self.scratch.file_name().unwrap().to_string_lossy()
+        ));
+        let _ = std::fs::remove_dir_all(&scratch);
+        Fixture {
+            name: format!("{}-{name}", self.name),
+            source_bucket: self.source_bucket.clone(),
+            output_bucket: self.output_bucket.clone(),
+            table: self.table.clone(),
+            scratch,
+            runtime,
+            sdk: self.sdk.clone(),
+            s3: self.s3.clone(),
+            dynamodb: self.dynamodb.clone(),
+        }
+    }
+
+    /// Creates the records table (partition key `FileName`).
+    pub fn create_table(&self) {
+        self.runtime.block_on(async {
+            self.dynamodb
                 .create_table()
-                .table_name(&fixture.table)
+                .table_name(&self.table)
                 .key_schema(
                     KeySchemaElement::builder()
                         .attribute_name("FileName")
@@ -128,7 +161,18 @@ impl Fixture {
                 .await
                 .unwrap_or_else(|e| panic!("create table: {e:?}"));
         });
-        fixture
+    }
+
+    /// Deletes the records table.
+    pub fn delete_table(&self) {
+        self.runtime.block_on(async {
+            self.dynamodb
+                .delete_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("delete table: {e:?}"));
+        });
     }
 
     /// The signing key the daemon is configured with.
@@ -371,6 +415,46 @@ impl Fixture {
         })
     }
 
+    /// Every key of the output bucket, all pages.
+    pub fn all_output_keys(&self) -> Vec<String> {
+        self.runtime.block_on(async {
+            let mut keys = Vec::new();
+            let mut token = None;
+            loop {
+                let page = self
+                    .s3
+                    .list_objects_v2()
+                    .bucket(&self.output_bucket)
+                    .set_continuation_token(token)
+                    .send()
+                    .await
+                    .unwrap();
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(str::to_owned)),
+                );
+                match page.next_continuation_token() {
+                    Some(next) if page.is_truncated().unwrap_or(false) => {
+                        token = Some(next.to_owned());
+                    }
+                    _ => return keys,
+                }
+            }
+        })
+    }
+
+    /// This source's variants in the output bucket: under `variants/<key>/`, exactly one
+    /// render folder deep (the variants of a source whose key continues with `/` are
+    /// deeper).
+    pub fn own_variants(&self, key: &str) -> BTreeSet<String> {
+        let prefix = format!("variants/{key}/");
+        self.output_keys(&prefix)
+            .into_iter()
+            .filter(|k| k[prefix.len()..].matches('/').count() == 1)
+            .collect()
+    }
+
     pub fn output(&self, key: &str) -> Object {
         self.runtime.block_on(async {
             let out = self
@@ -383,6 +467,7 @@ impl Fixture {
                 .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
             Object {
                 content_type: out.content_type().map(str::to_owned),
+                cache_control: out.cache_control().map(str::to_owned),
                 metadata: out.metadata().cloned().unwrap_or_default(),
                 bytes: out.body.collect().await.unwrap().into_bytes().to_vec(),
             }
@@ -406,6 +491,41 @@ fn truncate_bucket(name: &str) -> String {
 }
 
 /// A string attribute (empty when absent).
+/// The variants a record lists, as maps.
+pub fn variants(record: &Item) -> Vec<Item> {
+    match record.get("Variants") {
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| match v {
+                AttributeValue::M(m) => m.clone(),
+                other => panic!("a variant is not a map: {other:?}"),
+            })
+            .collect(),
+        other => panic!("Variants is not a list: {other:?}"),
+    }
+}
+
+/// The keys of the variants a record lists.
+pub fn variant_keys(record: &Item) -> BTreeSet<String> {
+    variants(record).iter().map(|v| s(v, "Key")).collect()
+}
+
+/// The key of the variant `name` a record lists.
+pub fn variant_key(record: &Item, name: &str) -> String {
+    variants(record)
+        .iter()
+        .find(|v| s(v, "Name") == name)
+        .map(|v| s(v, "Key"))
+        .unwrap_or_else(|| panic!("no variant {name} in {record:#?}"))
+}
+
+/// Whether `key` is `variants/<source>/<render id>/<file>`: a 12-hex-digit render id.
+pub fn is_variant_key_of(key: &str, source: &str, file: &str) -> bool {
+    key.strip_prefix(&format!("variants/{source}/"))
+        .and_then(|rest| rest.strip_suffix(&format!("/{file}")))
+        .is_some_and(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 pub fn s(item: &Item, name: &str) -> String {
     match item.get(name) {
         Some(AttributeValue::S(v)) => v.clone(),

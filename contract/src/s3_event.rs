@@ -1,4 +1,5 @@
-//! Tolerant parsing of what Lambda hands the function.
+//! Tolerant parsing of S3 event notifications, as Lambda hands them to the forwarder or
+//! as the daemon reads them from SQS.
 //!
 //! Three shapes arrive: a direct S3 event notification (`{"Records": [{"eventSource":
 //! "aws:s3", "s3": …}]}`), an SQS event whose message bodies are S3 notifications
@@ -9,12 +10,13 @@
 //! local emulators (moto) omit them. Only a record's event name, bucket and key are required.
 //!
 //! Parsing stays per record and per message, so one bad record cannot hide the good ones.
-//! This module decides nothing about sending; see [`crate::forwarder`].
+//! This module decides nothing about sending: the forwarder and the daemon's SQS intake
+//! do.
 
 use std::borrow::Cow;
 
+use crate::{JobAction, JobRequest};
 use percent_encoding::percent_decode_str;
-use pipeline_contract::{JobAction, JobRequest};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
@@ -290,13 +292,7 @@ pub fn read_record(record: Value, filter: &Filter) -> RecordOutcome {
         Ok(_) => return RecordOutcome::Invalid(format!("key {raw_key:?} decodes to nothing")),
         Err(error) => return RecordOutcome::Invalid(error.0),
     };
-    if let Err(reason) = filter.check(&key) {
-        return RecordOutcome::Skipped {
-            key: Some(key),
-            reason,
-        };
-    }
-    RecordOutcome::Job(JobRequest {
+    let job = JobRequest {
         action,
         bucket,
         key,
@@ -306,7 +302,19 @@ pub fn read_record(record: Value, filter: &Filter) -> RecordOutcome {
         sequencer: object.sequencer,
         event_time: record.event_time,
         event_name,
-    })
+    };
+    match filter.check(&job) {
+        Ok(Ok(())) => RecordOutcome::Job(job),
+        Ok(Err(reason)) => RecordOutcome::Skipped {
+            key: Some(job.key),
+            reason,
+        },
+        Err(refusal) => RecordOutcome::Invalid(format!(
+            "s3://{}/{}: {refusal}",
+            job.bucket,
+            crate::escape_key(&job.key)
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -425,7 +433,15 @@ mod tests {
 
     #[test]
     fn records_tolerate_missing_and_odd_optional_fields() {
-        let filter = Filter::new("", Vec::new(), "variants/");
+        let filter = Filter::new(
+            crate::Rules {
+                source_bucket: "b".into(),
+                output_bucket: "out".into(),
+                variant_prefix: "variants/".into(),
+            },
+            "",
+            Vec::new(),
+        );
         let record = json!({
             "eventName": "ObjectCreated:Put",
             "s3": {"bucket": {"name": "b"}, "object": {
@@ -450,7 +466,15 @@ mod tests {
 
     #[test]
     fn records_without_the_essentials_are_invalid() {
-        let filter = Filter::new("", Vec::new(), "variants/");
+        let filter = Filter::new(
+            crate::Rules {
+                source_bucket: "b".into(),
+                output_bucket: "out".into(),
+                variant_prefix: "variants/".into(),
+            },
+            "",
+            Vec::new(),
+        );
         for record in [
             json!(1),
             json!({}),
@@ -469,6 +493,27 @@ mod tests {
                 "{record}"
             );
         }
+        // Another bucket is a misrouted notification: invalid, so that it is not lost.
+        let record = |bucket: &str, key: &str| {
+            json!({"eventName": "ObjectCreated:Put",
+                   "s3": {"bucket": {"name": bucket}, "object": {"key": key}}})
+        };
+        assert!(matches!(
+            read_record(record("elsewhere", "a.jpg"), &filter),
+            RecordOutcome::Invalid(why) if why.contains("not the source bucket")
+        ));
+        // The daemon's own outputs are skipped; a key with a TAB is an ordinary job.
+        assert_eq!(
+            read_record(record("out", "variants/a.jpg/r1/thumb.webp"), &filter),
+            RecordOutcome::Skipped {
+                key: Some("variants/a.jpg/r1/thumb.webp".into()),
+                reason: Skip::OwnOutput
+            }
+        );
+        assert!(matches!(
+            read_record(record("b", "uploads/a%09b.jpg"), &filter),
+            RecordOutcome::Job(job) if job.key == "uploads/a\tb.jpg"
+        ));
         // Event types we do not act on are skipped, not invalid, even when incomplete.
         assert_eq!(
             read_record(json!({"eventName": "ObjectTagging:Put"}), &filter),
