@@ -211,6 +211,8 @@ fn the_memory_estimate_bounds_the_measured_peak() {
     use ec2_service::pipeline::{Layout, Limits, Recipe, memory_estimate};
     use turbojpeg::Subsamp;
 
+    use crate::planes::jpeg_of;
+
     let dir = scratch("memory");
     let limits = Limits::default();
     let recipe = Recipe::default();

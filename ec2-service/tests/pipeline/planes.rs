@@ -168,3 +168,20 @@ fn outputs_are_4_2_0_with_optimised_huffman_tables_at_the_recipe_quality() {
         assert_eq!(mine, theirs, "{}: quality {quality}", v.name);
     }
 }
+
+/// (Here, not in `support`: the workspace's e2e tests share `support` without turbojpeg.)
+/// A JPEG of `raster` with the given chroma subsampling, baseline or progressive.
+pub fn jpeg_of(raster: &Raster, subsamp: turbojpeg::Subsamp, progressive: bool) -> Vec<u8> {
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_quality(92).unwrap();
+    c.set_subsamp(subsamp).unwrap();
+    c.set_progressive(progressive).unwrap();
+    c.compress_to_vec(turbojpeg::Image {
+        pixels: raster.data.as_slice(),
+        width: raster.width as usize,
+        pitch: raster.row_bytes(),
+        height: raster.height as usize,
+        format: turbojpeg::PixelFormat::RGB,
+    })
+    .unwrap()
+}

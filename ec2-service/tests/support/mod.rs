@@ -267,19 +267,3 @@ pub fn scene(width: u32, height: u32) -> Raster {
     }
     Raster::new(width, height, Layout::Rgb, data)
 }
-
-/// A JPEG of `raster` with the given chroma subsampling, baseline or progressive.
-pub fn jpeg_of(raster: &Raster, subsamp: turbojpeg::Subsamp, progressive: bool) -> Vec<u8> {
-    let mut c = turbojpeg::Compressor::new().unwrap();
-    c.set_quality(92).unwrap();
-    c.set_subsamp(subsamp).unwrap();
-    c.set_progressive(progressive).unwrap();
-    c.compress_to_vec(turbojpeg::Image {
-        pixels: raster.data.as_slice(),
-        width: raster.width as usize,
-        pitch: raster.row_bytes(),
-        height: raster.height as usize,
-        format: turbojpeg::PixelFormat::RGB,
-    })
-    .unwrap()
-}
