@@ -14,7 +14,8 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::pipeline::{
-    self, Limits, Metadata, PipelineError, Recipe, Rendered, StageTimings, Watermark,
+    self, Limits, Metadata, PerStage, PipelineError, Recipe, Rendered, Stage, StageTimings,
+    Watermark,
 };
 use crate::settings::{DEFAULT_CONFIG_PATH, Settings};
 
@@ -25,6 +26,10 @@ pub struct ProcessArgs {
     /// Directory the outputs are written under (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+
+    /// Also print, per file and stage, the time summed over threads and the wall time.
+    #[arg(long)]
+    pub timings: bool,
 
     /// Source images (any supported format; decided by content, not name).
     #[arg(required = true, value_name = "FILE")]
@@ -130,12 +135,66 @@ pub fn run(config: Option<&Path>, args: &ProcessArgs) -> i32 {
         eprintln!();
     }
     let results = results.into_inner().unwrap_or_default();
-    print_summary(
+    let status = print_summary(
         &jobs,
         &results,
         &settings.recipe,
         started.elapsed().as_secs_f64(),
-    )
+    );
+    if args.timings {
+        print!("{}", timings_table(&jobs, &results));
+    }
+    status
+}
+
+/// `--timings`: one line per rendered file and a sum, each stage as `busy/wall` in ms
+/// (busy: summed over the threads that worked on it; wall: while at least one was).
+fn timings_table(jobs: &[Job], results: &[Option<(Outcome, f64)>]) -> String {
+    let rendered: Vec<(String, &StageTimings)> = jobs
+        .iter()
+        .zip(results)
+        .filter_map(|(job, r)| match r {
+            Some((Outcome::Done(r), _)) => Some((display_name(&job.path), &r.timings)),
+            _ => None,
+        })
+        .collect();
+    let width = rendered
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(9, 48);
+    let mut out = format!(
+        "\nstage timings in ms, busy (summed over threads) / wall (at least one thread in the stage)\n{:width$}",
+        "file"
+    );
+    for stage in Stage::ALL {
+        out.push_str(&format!(" {:>13}", stage.name()));
+    }
+    out.push_str(&format!(" {:>9}\n", "total"));
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    let cell = |busy: f64, wall: f64| format!(" {:>13}", format!("{busy:.1}/{wall:.1}"));
+    let mut busy_sum = [0f64; 8];
+    let mut wall_sum = [0f64; 8];
+    let mut total_sum = 0f64;
+    for (name, t) in &rendered {
+        out.push_str(&format!("{name:width$}"));
+        let (busy, wall): (PerStage, PerStage) = (t.busy, t.wall());
+        for (i, stage) in Stage::ALL.into_iter().enumerate() {
+            let (b, w) = (ms(busy.get(stage)), ms(wall.get(stage)));
+            busy_sum[i] += b;
+            wall_sum[i] += w;
+            out.push_str(&cell(b, w));
+        }
+        total_sum += ms(t.total);
+        out.push_str(&format!(" {:>9.1}\n", ms(t.total)));
+    }
+    out.push_str(&format!("{:width$}", format!("sum of {}", rendered.len())));
+    for i in 0..Stage::ALL.len() {
+        out.push_str(&cell(busy_sum[i], wall_sum[i]));
+    }
+    out.push_str(&format!(" {total_sum:>9.1}\n"));
+    out
 }
 
 fn load_settings(config: Option<&Path>) -> Result<Settings, String> {

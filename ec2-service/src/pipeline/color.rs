@@ -62,6 +62,15 @@ fn is_srgb(profile: &ColorProfile, description: Option<&str>) -> bool {
         && close(profile.blue_colorant, srgb.blue_colorant)
 }
 
+/// Whether [`to_srgb`] would leave pixels with this profile as they are: no profile,
+/// one that cannot be read, one that is not RGB, or sRGB itself.
+pub fn is_srgb_or_untagged(icc: Option<&[u8]>) -> bool {
+    let Some(profile) = icc.and_then(|p| ColorProfile::new_from_slice(p).ok()) else {
+        return true;
+    };
+    profile.color_space != DataColorSpace::Rgb || is_srgb(&profile, describe(&profile).as_deref())
+}
+
 /// Converts an RGB or RGBA raster from its embedded profile to sRGB in place.
 /// A profile that cannot be read or applied is ignored (the pixels are taken as sRGB).
 pub fn to_srgb(raster: &mut Raster, icc: Option<&[u8]>) -> ColorReport {

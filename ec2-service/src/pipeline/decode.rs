@@ -4,15 +4,21 @@
 //! largest variant is 2048 pixels wide is decoded at 1/2 scale, a quarter of the work.
 //! Other formats go through the `image` crate under allocation limits derived from the
 //! already-checked header. CMYK JPEGs are converted to RGB here, since only this stage
-//! sees the ink values.
+//! sees the ink values. When the render allows it, a YCbCr JPEG that needs no color
+//! conversion is decoded to its planes instead of RGB (see [`super::planes`]).
 
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageError};
-use turbojpeg::{Colorspace, Decompressor, Image as TjImage, PixelFormat, ScalingFactor};
+use turbojpeg::{
+    Colorspace, Decompressor, Image as TjImage, PixelFormat, ScalingFactor, Subsamp, YuvImage,
+};
 
+use super::av1;
 use super::color;
 use super::error::PipelineError;
+use super::heif;
+use super::planes::{Pixels, Plane, Planes};
 use super::probe::{Probe, SourceFormat};
 use super::raster::{Layout, Raster};
 
@@ -20,7 +26,7 @@ use super::raster::{Layout, Raster};
 /// needs.
 #[derive(Debug)]
 pub struct Decoded {
-    pub raster: Raster,
+    pub pixels: Pixels,
     /// The embedded ICC profile, if any (already applied when `color_applied`).
     pub icc: Option<Vec<u8>>,
     /// The ICC profile was already applied (CMYK sources).
@@ -31,11 +37,45 @@ pub struct Decoded {
 
 /// Decodes `bytes`, whose header `probe` has already passed the limits. `min_size` is
 /// the smallest (width, height), in stored orientation, that still serves every variant:
-/// a JPEG may be decoded down to it, never below.
-pub fn decode(bytes: &[u8], probe: &Probe, min_size: (u32, u32)) -> Result<Decoded, PipelineError> {
+/// a JPEG may be decoded down to it, never below. With `planes_ok`, a JPEG that needs
+/// no color conversion comes out as YCbCr planes.
+pub fn decode(
+    bytes: &[u8],
+    probe: &Probe,
+    min_size: (u32, u32),
+    planes_ok: bool,
+) -> Result<Decoded, PipelineError> {
     match probe.format {
-        SourceFormat::Jpeg => decode_jpeg(bytes, min_size),
+        SourceFormat::Jpeg => decode_jpeg(bytes, min_size, planes_ok),
+        SourceFormat::Heic => decode_heic(bytes, probe),
+        SourceFormat::Avif => av1::decode_avif(bytes, probe),
         _ => decode_with_image(bytes, probe),
+    }
+}
+
+/// HEIC through `heifer`: upright (the container's transforms applied) and in sRGB.
+fn decode_heic(bytes: &[u8], probe: &Probe) -> Result<Decoded, PipelineError> {
+    // Room for grid tiles beyond the declared output; the declared size passed the
+    // limits already.
+    let declared = u64::from(probe.width) * u64::from(probe.height);
+    let heif = heif::decode_heic(bytes, declared.saturating_mul(2).saturating_add(1 << 24))?;
+    Ok(Decoded {
+        pixels: Pixels::Rgb(heif.raster),
+        icc: heif.icc,
+        color_applied: heif.converted,
+        scale: (1, 1),
+    })
+}
+
+/// Luma pixels per chroma sample of the subsamplings the plane path takes.
+fn chroma_step(subsamp: Subsamp) -> Option<(u32, u32)> {
+    match subsamp {
+        Subsamp::None => Some((1, 1)),
+        Subsamp::Sub2x1 => Some((2, 1)),
+        Subsamp::Sub2x2 => Some((2, 2)),
+        Subsamp::Sub1x2 => Some((1, 2)),
+        Subsamp::Sub4x1 => Some((4, 1)),
+        _ => None,
     }
 }
 
@@ -52,7 +92,11 @@ pub fn jpeg_scale(width: u32, height: u32, min_size: (u32, u32)) -> ScalingFacto
     ScalingFactor::ONE
 }
 
-fn decode_jpeg(bytes: &[u8], min_size: (u32, u32)) -> Result<Decoded, PipelineError> {
+fn decode_jpeg(
+    bytes: &[u8],
+    min_size: (u32, u32),
+    planes_ok: bool,
+) -> Result<Decoded, PipelineError> {
     let fail = |e: turbojpeg::Error| PipelineError::corrupt(SourceFormat::Jpeg, e.to_string());
     let mut tj = Decompressor::new().map_err(|e| PipelineError::Internal(e.to_string()))?;
     // Progressive JPEGs with absurd scan counts are a known CPU bomb.
@@ -67,6 +111,21 @@ fn decode_jpeg(bytes: &[u8], min_size: (u32, u32)) -> Result<Decoded, PipelineEr
     let scaled = header.scaled(scale);
     let (width, height) = (scaled.width, scaled.height);
     let markers = JpegMarkers::read(bytes);
+    let scale_pair = (scale.num() as u32, scale.denom() as u32);
+    if let Some(step) = chroma_step(header.subsamp).filter(|_| {
+        planes_ok
+            && !header.is_lossless
+            && header.colorspace == Colorspace::YCbCr
+            && color::is_srgb_or_untagged(markers.icc.as_deref())
+    }) {
+        let planes = decode_jpeg_planes(&mut tj, bytes, (width, height), header.subsamp, step)?;
+        return Ok(Decoded {
+            pixels: Pixels::Planes(planes),
+            icc: markers.icc,
+            color_applied: false,
+            scale: scale_pair,
+        });
+    }
     let cmyk = matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK);
     let format = if cmyk {
         PixelFormat::CMYK
@@ -88,21 +147,66 @@ fn decode_jpeg(bytes: &[u8], min_size: (u32, u32)) -> Result<Decoded, PipelineEr
         }
     }
     let (w, h) = (width as u32, height as u32);
-    let scale = (scale.num() as u32, scale.denom() as u32);
+    let scale = scale_pair;
     if cmyk {
         let rgb = color::cmyk_to_rgb(&pixels, markers.icc.as_deref(), markers.adobe_inverted());
         return Ok(Decoded {
-            raster: Raster::new(w, h, Layout::Rgb, rgb),
+            pixels: Pixels::Rgb(Raster::new(w, h, Layout::Rgb, rgb)),
             icc: markers.icc,
             color_applied: true,
             scale,
         });
     }
     Ok(Decoded {
-        raster: Raster::new(w, h, Layout::Rgb, pixels),
+        pixels: Pixels::Rgb(Raster::new(w, h, Layout::Rgb, pixels)),
         icc: markers.icc,
         color_applied: false,
         scale,
+    })
+}
+
+/// Decodes (at the scale already set on `tj`) to Y, Cb and Cr planes. libjpeg-turbo
+/// pads the luma plane to whole chroma samples; the picture keeps its own size.
+fn decode_jpeg_planes(
+    tj: &mut Decompressor,
+    bytes: &[u8],
+    (width, height): (usize, usize),
+    subsamp: Subsamp,
+    (sx, sy): (u32, u32),
+) -> Result<Planes, PipelineError> {
+    let internal = |what: &str| PipelineError::Internal(format!("YCbCr decode: {what}"));
+    let yw = width.next_multiple_of(sx as usize);
+    let yh = height.next_multiple_of(sy as usize);
+    let (cw, ch) = (yw / sx as usize, yh / sy as usize);
+    let len = turbojpeg::yuv_pixels_len(width, 1, height, subsamp)
+        .map_err(|e| internal(&e.to_string()))?;
+    if len != yw * yh + 2 * cw * ch {
+        return Err(internal("unexpected plane layout"));
+    }
+    let mut pixels = vec![0u8; len];
+    let out = YuvImage {
+        pixels: pixels.as_mut_slice(),
+        width,
+        align: 1,
+        height,
+        subsamp,
+    };
+    if let Err(e) = tj.decompress_to_yuv(bytes, out) {
+        let message = e.to_string();
+        if !is_benign_jpeg_warning(&message) {
+            return Err(PipelineError::corrupt(SourceFormat::Jpeg, message));
+        }
+    }
+    let cr = pixels.split_off(yw * yh + cw * ch);
+    let cb = pixels.split_off(yw * yh);
+    let (cw, ch, yw, yh) = (cw as u32, ch as u32, yw as u32, yh as u32);
+    Ok(Planes {
+        width: width as u32,
+        height: height as u32,
+        y: Plane::new(yw, yh, pixels),
+        cb: Plane::new(cw, ch, cb),
+        cr: Plane::new(cw, ch, cr),
+        chroma_step: (sx, sy),
     })
 }
 
@@ -179,6 +283,12 @@ fn decode_with_image(bytes: &[u8], probe: &Probe) -> Result<Decoded, PipelineErr
         SourceFormat::Tiff => image::ImageFormat::Tiff,
         SourceFormat::Bmp => image::ImageFormat::Bmp,
         SourceFormat::Jpeg => image::ImageFormat::Jpeg,
+        SourceFormat::Heic | SourceFormat::Avif => {
+            return Err(PipelineError::Internal(format!(
+                "{} is not decoded by the image crate",
+                probe.format
+            )));
+        }
     };
     let map = |e: ImageError| map_image_error(probe.format, e);
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
@@ -207,7 +317,7 @@ fn decode_with_image(bytes: &[u8], probe: &Probe) -> Result<Decoded, PipelineErr
         Raster::new(w, h, Layout::Rgb, rgb.into_raw())
     };
     Ok(Decoded {
-        raster,
+        pixels: Pixels::Rgb(raster),
         icc,
         color_applied: false,
         scale: (1, 1),

@@ -5,8 +5,9 @@ use image::ImageEncoder;
 use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use ravif::Img;
 use rgb::FromSlice;
-use turbojpeg::{Compressor, Image as TjImage, PixelFormat, Subsamp};
+use turbojpeg::{Compressor, Image as TjImage, PixelFormat, Subsamp, YuvPlanesImage};
 
+use super::planes::{Pixels, Planes};
 use super::raster::{Layout, Raster};
 use super::recipe::OutputFormat;
 
@@ -38,12 +39,64 @@ pub fn encode(
     }
 }
 
-fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, String> {
+/// Encodes rasters as [`encode`] does, and planes (always JPEG: the render only
+/// takes the plane path when every variant is a JPEG) as [`jpeg_from_planes`].
+pub fn encode_pixels(
+    pixels: &Pixels,
+    format: OutputFormat,
+    quality: u8,
+    background: [u8; 3],
+) -> Result<Vec<u8>, String> {
+    match (pixels, format) {
+        (Pixels::Rgb(r), _) => encode(r, format, quality, background),
+        (Pixels::Planes(p), OutputFormat::Jpeg) => jpeg_from_planes(p, quality),
+        (Pixels::Planes(_), other) => {
+            Err(format!("{} is not encoded from YCbCr planes", other.name()))
+        }
+    }
+}
+
+/// The JPEG settings of every variant: 4:2:0, optimised Huffman tables.
+fn jpeg_compressor(quality: u8) -> Result<Compressor, String> {
     let mut c = Compressor::new().map_err(|e| e.to_string())?;
     c.set_quality(i32::from(quality))
         .map_err(|e| e.to_string())?;
     c.set_subsamp(Subsamp::Sub2x2).map_err(|e| e.to_string())?;
     c.set_optimize(true).map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+/// A JPEG straight from 4:2:0 planes: no color conversion, no chroma downsampling.
+pub fn jpeg_from_planes(planes: &Planes, quality: u8) -> Result<Vec<u8>, String> {
+    if planes.chroma_step != (2, 2) {
+        return Err(format!(
+            "planes with chroma 1/{:?} are not 4:2:0",
+            planes.chroma_step
+        ));
+    }
+    let mut c = jpeg_compressor(quality)?;
+    // The encoder reads whole chroma samples: luma padded to even sizes.
+    let (w, h) = (planes.width, planes.height);
+    let y = planes
+        .y
+        .padded(w.next_multiple_of(2), h.next_multiple_of(2));
+    let image = YuvPlanesImage {
+        y_plane: y.data.as_slice(),
+        u_plane: planes.cb.data.as_slice(),
+        v_plane: planes.cr.data.as_slice(),
+        width: w as usize,
+        height: h as usize,
+        y_stride: y.width as usize,
+        u_stride: planes.cb.width as usize,
+        v_stride: planes.cr.width as usize,
+        subsamp: Subsamp::Sub2x2,
+    };
+    c.compress_yuv_planes_to_vec(&image)
+        .map_err(|e| e.to_string())
+}
+
+fn jpeg(raster: &Raster, quality: u8) -> Result<Vec<u8>, String> {
+    let mut c = jpeg_compressor(quality)?;
     let image = TjImage {
         pixels: raster.data.as_slice(),
         width: raster.width as usize,
@@ -145,6 +198,34 @@ mod tests {
         let img = image::load_from_memory(&bytes).unwrap().into_rgb8();
         let p = img.get_pixel(60, 20);
         assert!(p[0] > 240 && p[1] < 20 && p[2] > 240, "{p:?}");
+    }
+
+    #[test]
+    fn planes_encode_to_the_same_picture_as_pixels() {
+        use super::super::planes::Plane;
+        // An odd-sized 4:2:0 picture: left half red, right half blue (JPEG YCbCr).
+        let (w, h) = (33u32, 17u32);
+        let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+        let half = |left: u8, right: u8, pw: u32, ph: u32, split: u32| {
+            let data = (0..ph)
+                .flat_map(|_| (0..pw).map(move |x| if x < split { left } else { right }))
+                .collect();
+            Plane::new(pw, ph, data)
+        };
+        let planes = Planes {
+            width: w,
+            height: h,
+            y: half(76, 29, w, h, 16),
+            cb: half(85, 255, cw, ch, 8),
+            cr: half(255, 107, cw, ch, 8),
+            chroma_step: (2, 2),
+        };
+        let bytes = jpeg_from_planes(&planes, 95).unwrap();
+        let img = image::load_from_memory(&bytes).unwrap().into_rgb8();
+        assert_eq!(img.dimensions(), (w, h));
+        let (l, r) = (img.get_pixel(3, 8), img.get_pixel(30, 8));
+        assert!(l[0] > 230 && l[2] < 30, "left is red: {l:?}");
+        assert!(r[2] > 230 && r[0] < 30, "right is blue: {r:?}");
     }
 
     #[test]

@@ -1,9 +1,13 @@
-//! Fingerprints of the picture for the record, computed from a small analysis image:
-//! a 64-bit perceptual hash (DCT), a BlurHash placeholder and the dominant color.
+//! Fingerprints of the picture for the record, computed from a small analysis image
+//! made from the smallest rendition that still has the detail (never from the full
+//! decode): a 64-bit perceptual hash (DCT), a BlurHash placeholder (the reference
+//! algorithm, checked against vectors worked out from it) and the dominant color.
 
 use std::f64::consts::PI;
 
 use super::error::PipelineError;
+use super::orient::{self, Orientation};
+use super::planes::Pixels;
 use super::raster::{Layout, Raster};
 use super::resize;
 
@@ -18,6 +22,21 @@ pub struct Fingerprints {
 
 /// Side of the analysis image the fingerprints are computed from.
 pub const ANALYSIS_SIDE: u32 = 64;
+
+/// Largest side of the analysis image made by [`analysis_image`].
+const ANALYSIS_MAX: u32 = 256;
+
+/// The small upright RGB(A) image the fingerprints are computed from, made from a full
+/// frame in stored orientation.
+pub fn analysis_image(frame: &Pixels, orientation: Orientation) -> Result<Raster, PipelineError> {
+    let (w, h) = frame.size();
+    let (aw, ah) = resize::fit_inside(w, h, ANALYSIS_MAX, ANALYSIS_MAX);
+    let small = match frame {
+        Pixels::Rgb(r) => resize::resize_box(r, aw, ah)?,
+        Pixels::Planes(p) => resize::planes_to_444(p, aw, ah)?.to_rgb_444(),
+    };
+    Ok(orient::orient(small, orientation))
+}
 
 pub fn fingerprints(upright: &Raster) -> Result<Fingerprints, PipelineError> {
     // Transparent areas count as white, as on a web page.
@@ -238,18 +257,40 @@ mod tests {
         assert!(hamming(&a, &b).unwrap() >= 20, "{a} vs {b}");
     }
 
+    /// Reference vectors worked out by hand from the reference algorithm (woltapp's
+    /// C and TypeScript encoders: basis cos(pi*i*x/w)*cos(pi*j*y/h), normalisation 1 for
+    /// DC and 2 for AC, linear to sRGB truncated after adding 0.5, maximum quantised as
+    /// floor(max*166 - 0.5), AC as floor(sqrt(v/max)*9 + 9.5)).
+    ///
+    /// Flat red, 32x24, 4x3 components: DC is 0xff0000 ("TI:j"). The cosine sums of a
+    /// flat picture are not zero for odd frequencies (sum of cos(pi*i*x/w) over x is 1),
+    /// so AC(1,0) = AC(3,0) = 2/32, AC(0,1) = 2/24, AC(1,1) = AC(3,1) = 2/768 (red only),
+    /// the others 0. Maximum 2/24 quantises to 13 ("D", maximum value 14/166); the
+    /// components encode as "]9" (17,9,9), "fQ" (9,9,9), "|c" (18,9,9) and "o1" (11,9,9).
+    /// Size flag: 4x3 is 3 + 2*9 = 21 = "L", 3x4 is 2 + 3*9 = 29 = "T".
     #[test]
-    fn blur_hash_of_a_flat_color_encodes_that_color() {
-        let flat = Raster::filled(32, 24, Layout::Rgb, &[255, 0, 0]);
-        let hash = blur_hash(&flat);
-        // 1 size char, 1 max char, 4 DC chars, 11 AC components of 2 chars.
-        assert_eq!(hash.len(), 28);
-        // DC: 0xff0000 in 4 base-83 digits.
-        let mut dc = String::new();
-        base83(0xff0000, 4, &mut dc);
-        assert_eq!(&hash[2..6], dc);
-        // Size flag for 4x3 is 3 + 2*9 = 21 = 'L'.
-        assert_eq!(&hash[..1], "L");
+    fn blur_hash_matches_reference_vectors() {
+        let red = Raster::filled(32, 24, Layout::Rgb, &[255, 0, 0]);
+        assert_eq!(blur_hash(&red), "LDTI:j]9fQ]9|co1fQo1fQfQfQfQ");
+        let black_portrait = Raster::filled(24, 32, Layout::Rgb, &[0, 0, 0]);
+        assert_eq!(
+            blur_hash(&black_portrait),
+            format!("T00000{}", "fQ".repeat(11))
+        );
+    }
+
+    #[test]
+    fn blur_hash_tells_a_picture_from_its_mirror_image() {
+        let mut r = Raster::filled(32, 24, Layout::Rgb, &[220, 30, 30]);
+        for (i, p) in r.data.chunks_exact_mut(3).enumerate() {
+            if i % 32 >= 16 {
+                p.copy_from_slice(&[30, 30, 220]);
+            }
+        }
+        let mirrored = orient::orient(r.clone(), Orientation::from_exif(Some(2)));
+        let (a, b) = (blur_hash(&r), blur_hash(&mirrored));
+        assert_eq!(a[2..6], b[2..6], "same average color");
+        assert_ne!(a, b, "the sides differ");
     }
 
     #[test]

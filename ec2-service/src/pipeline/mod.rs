@@ -5,41 +5,54 @@
 //!
 //! 1. [`probe`]: format from magic bytes, header dimensions and frame count, checked
 //!    against the [`Limits`] before any pixel is decoded.
-//! 2. [`decode`]: once, at the smallest JPEG DCT scale that still serves every variant.
+//! 2. [`decode`]: once, at the smallest JPEG DCT scale that still serves every variant
+//!    ([`plan`] works it out from the header). A JPEG that needs no color conversion,
+//!    for a recipe of unwatermarked JPEG variants, is decoded to YCbCr [`planes`] and
+//!    stays planar until it is encoded.
 //! 3. [`color`]: non-sRGB ICC and CMYK sources converted to sRGB.
-//! 4. [`orient`]: the EXIF orientation applied to the pixels, exactly once.
-//! 5. [`resize`]: each variant from the smallest already-rendered image that is large
-//!    enough (large from the decode, medium from large, thumb from medium).
+//! 4. [`resize`]: each variant, in the stored orientation, from the smallest image
+//!    already made that is large enough (large from the decode, medium from large, thumb
+//!    from medium).
+//! 5. [`orient`]: each resized variant turned upright by its EXIF orientation, exactly
+//!    once (turning commutes with resizing, so it is done on the smallest image).
 //! 6. [`watermark`]: on the variants that ask for it.
-//! 7. [`encode`]: in parallel, with no metadata in the outputs.
+//! 7. [`encode`]: each variant on its own task while the next is resized, with no
+//!    metadata in the outputs.
 //!
-//! Beside them, [`exif`] and [`fingerprint`] produce the metadata for the record.
+//! Beside them, [`exif`] and [`fingerprint`] produce the metadata for the record (the
+//! fingerprints from the smallest full rendition), and [`timing`] measures every stage.
 
+pub mod av1;
 pub mod color;
 pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod exif;
 pub mod fingerprint;
+pub mod heif;
 pub mod orient;
+pub mod plan;
+pub mod planes;
 pub mod probe;
 pub mod raster;
 pub mod recipe;
 pub mod resize;
+pub mod timing;
 pub mod watermark;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use error::PipelineError;
 pub use exif::{Camera, Gps};
-pub use probe::{Limits, SourceFormat};
+pub use planes::Pixels;
+pub use probe::{Limits, Probe, SourceFormat};
 pub use raster::{Layout, Raster};
 pub use recipe::{Fit, OutputFormat, Recipe, VariantSpec};
+pub use timing::{PerStage, Stage, StageTimings};
 pub use watermark::{Anchor, Mark, Watermark};
 
 use orient::Orientation;
@@ -99,42 +112,6 @@ impl std::fmt::Debug for RenderedVariant {
     }
 }
 
-/// Wall time of each stage of one render.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StageTimings {
-    #[serde(with = "millis")]
-    pub probe: Duration,
-    /// Decode (with the source hash computed beside it).
-    #[serde(with = "millis")]
-    pub decode: Duration,
-    #[serde(with = "millis")]
-    pub color: Duration,
-    #[serde(with = "millis")]
-    pub orient: Duration,
-    #[serde(with = "millis")]
-    pub resize: Duration,
-    /// Watermark and encode of every variant, with the fingerprints beside them.
-    #[serde(with = "millis")]
-    pub encode: Duration,
-    #[serde(with = "millis")]
-    pub total: Duration,
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64((d.as_secs_f64() * 1e4).round() / 10.0)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let ms = f64::deserialize(d)?;
-        Ok(Duration::from_secs_f64(ms.max(0.0) / 1e3))
-    }
-}
-
 /// The result of rendering one source.
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -168,15 +145,33 @@ pub fn render(
     })
 }
 
-/// One variant's place in the render order.
-struct Plan<'r> {
-    index: usize,
-    spec: &'r VariantSpec,
-    /// Output size.
-    width: u32,
-    height: u32,
-    /// Scale relative to the full-resolution upright source.
-    scale: f64,
+/// An upper bound of the peak bytes a render of a source with this header takes with
+/// this recipe, besides the source bytes themselves, whatever its EXIF orientation; for
+/// charging a memory budget before the source is read. A source whose decode would
+/// exceed `limits.max_decode_bytes` is refused before anything is allocated, so it costs
+/// only the fixed part.
+pub fn memory_estimate(probe: &Probe, recipe: &Recipe, limits: &Limits) -> u64 {
+    [Orientation::UPRIGHT, Orientation::from_exif(Some(6))]
+        .into_iter()
+        .map(|o| {
+            let plan = plan::plan(probe, recipe, o);
+            if probe.decode_memory(plan.decoded, false) > limits.max_decode_bytes {
+                plan::FIXED_BYTES
+            } else {
+                plan::memory_bound(probe, &plan)
+            }
+        })
+        .max()
+        .unwrap_or(plan::FIXED_BYTES)
+}
+
+/// Whether every variant can be made on the JPEG fast path (YCbCr planes from decode to
+/// encode): all JPEG, none watermarked.
+fn planes_serve(recipe: &Recipe, watermark: Option<&Watermark>) -> bool {
+    recipe
+        .variants
+        .iter()
+        .all(|v| v.format == OutputFormat::Jpeg && !(v.watermark && watermark.is_some()))
 }
 
 fn render_stages(
@@ -185,59 +180,21 @@ fn render_stages(
     limits: &Limits,
     watermark: Option<&Watermark>,
 ) -> Result<Rendered, PipelineError> {
-    let started = Instant::now();
-    let mut timings = StageTimings::default();
-    let mut lap = Instant::now();
-    let mut split = |slot: &mut Duration| {
-        *slot = lap.elapsed();
-        lap = Instant::now();
-    };
-
-    let probe = probe::probe(source, limits)?;
-    let exif = exif::read(source, probe.format);
-    let orientation = Orientation::from_exif(exif.orientation);
-    let (width, height) = orientation.upright_size(probe.width, probe.height);
-    let mut plans: Vec<Plan> = recipe
-        .variants
-        .iter()
-        .enumerate()
-        .map(|(index, spec)| {
-            let (w, h) = resize::output_size(width, height, spec.fit, spec.width, spec.height);
-            let scale = resize::scale_of(width, height, spec.fit, spec.width, spec.height);
-            Plan {
-                index,
-                spec,
-                width: w,
-                height: h,
-                scale,
-            }
-        })
-        .collect();
-    plans.sort_by(|a, b| b.scale.total_cmp(&a.scale));
-    split(&mut timings.probe);
-
-    // Decode no smaller than the largest variant (and the analysis image) needs.
-    let max_scale = plans.first().map_or(1.0, |p| p.scale).min(1.0);
-    let need = |side: u32| {
-        let scaled = (f64::from(side) * max_scale).ceil() as u32;
-        scaled.max(fingerprint::ANALYSIS_SIDE.min(side)).min(side)
-    };
-    let min_stored = if orientation.swaps_axes() {
-        (need(height), need(width))
-    } else {
-        (need(width), need(height))
-    };
-    let decoded_size = match probe.format {
-        SourceFormat::Jpeg => {
-            let f = decode::jpeg_scale(probe.width, probe.height, min_stored);
-            (
-                f.scale(probe.width as usize) as u32,
-                f.scale(probe.height as usize) as u32,
-            )
+    let clock = timing::Clock::new();
+    let probe = clock.time(Stage::Probe, || probe::probe(source, limits))?;
+    let exif = clock.time(Stage::Metadata, || exif::read(source, probe.format));
+    // A HEIF decoder applies the container's own rotation and mirror; the EXIF tag
+    // inside such a file is informative only. Either way it is applied exactly once.
+    let (orientation, applied) = match probe.container_orientation {
+        Some(value) => (Orientation::UPRIGHT, value),
+        None => {
+            let o = Orientation::from_exif(exif.orientation);
+            (o, o.value())
         }
-        _ => (probe.width, probe.height),
     };
-    let memory = probe.decode_memory(decoded_size, orientation != Orientation::UPRIGHT);
+    let mut plan = plan::plan(&probe, recipe, orientation);
+
+    let memory = probe.decode_memory(plan.decoded, false);
     if memory > limits.max_decode_bytes {
         return Err(PipelineError::MemoryLimit(format!(
             "decoding this {}x{} {} needs about {} MiB, over limits.max_decode_bytes ({} MiB)",
@@ -248,118 +205,147 @@ fn render_stages(
             limits.max_decode_bytes >> 20
         )));
     }
+    let planes_ok = planes_serve(recipe, watermark);
     let (sha256, decoded) = rayon::join(
-        || sha256_hex(source),
-        || decode::decode(source, &probe, min_stored),
+        || clock.time(Stage::Metadata, || sha256_hex(source)),
+        || {
+            clock.time(Stage::Decode, || {
+                decode::decode(source, &probe, plan.min_stored, planes_ok)
+            })
+        },
     );
     let decoded = decoded?;
     let decode_scale = decoded.scale;
-    split(&mut timings.decode);
+    // A container's crop can make the picture a little smaller than its header says:
+    // the variants follow the decoded picture.
+    if decoded.pixels.size() != plan.decoded && probe.format != SourceFormat::Jpeg {
+        let (w, h) = decoded.pixels.size();
+        let actual = Probe {
+            width: w,
+            height: h,
+            ..probe.clone()
+        };
+        plan = plan::plan(&actual, recipe, orientation);
+    }
+    let (width, height) = plan.upright;
 
-    let mut raster = decoded.raster;
-    let color = if decoded.color_applied {
-        color::ColorReport {
-            icc_description: decoded.icc.as_deref().and_then(color::icc_description),
-            converted: true,
+    let mut pixels = decoded.pixels;
+    let (color, has_alpha) = clock.time(Stage::Color, || match &mut pixels {
+        Pixels::Rgb(raster) => {
+            let report = if decoded.color_applied {
+                color::ColorReport {
+                    icc_description: decoded.icc.as_deref().and_then(color::icc_description),
+                    converted: true,
+                }
+            } else {
+                color::to_srgb(raster, decoded.icc.as_deref())
+            };
+            (report, raster.has_transparency())
         }
-    } else {
-        color::to_srgb(&mut raster, decoded.icc.as_deref())
+        // Only sources that need no conversion are decoded to planes.
+        Pixels::Planes(_) => (
+            color::ColorReport {
+                icc_description: decoded.icc.as_deref().and_then(color::icc_description),
+                converted: false,
+            },
+            false,
+        ),
+    });
+
+    let background = recipe.background_rgb();
+    let finished: Mutex<Vec<(usize, RenderedVariant)>> = Mutex::new(Vec::new());
+    let failed: Mutex<Option<PipelineError>> = Mutex::new(None);
+    let fail = |e: PipelineError| {
+        if let Ok(mut slot) = failed.lock() {
+            slot.get_or_insert(e);
+        }
     };
-    let has_alpha = raster.has_transparency();
-    split(&mut timings.color);
-
-    let base = orient::orient(raster, orientation);
-    split(&mut timings.orient);
-
-    // Each variant comes from the smallest full-frame image already rendered that is
-    // at least as large as it needs; cover variants are cropped and serve no other.
-    // `images[0]` is the upright decode; `full_frames` and `outputs` index into `images`.
-    let mut images: Vec<Raster> = vec![base];
-    let mut full_frames: Vec<usize> = vec![0];
-    let mut outputs: Vec<(usize, usize)> = Vec::with_capacity(plans.len());
-    for plan in &plans {
-        let needed_w = f64::from(width) * plan.scale.min(1.0) - 0.5;
-        let needed_h = f64::from(height) * plan.scale.min(1.0) - 0.5;
-        let from = full_frames
+    let mut fingerprints = None;
+    // Variants are resized in stored orientation, each from the smallest full frame
+    // already made that is large enough (cover variants are cropped and serve no
+    // other), and each is turned upright, watermarked and encoded on its own task while
+    // the next one is resized.
+    rayon::scope(|scope| {
+        let mut frames: Vec<Arc<Pixels>> = vec![Arc::new(pixels)];
+        for v in &plan.variants {
+            let (sw, sh) = v.stored_size(orientation);
+            let (stored_w, stored_h) = orientation.upright_size(width, height);
+            let needed_w = f64::from(stored_w) * v.scale.min(1.0) - 0.5;
+            let needed_h = f64::from(stored_h) * v.scale.min(1.0) - 0.5;
+            let from = frames
+                .iter()
+                .rev()
+                .find(|f| {
+                    let (w, h) = f.size();
+                    f64::from(w) >= needed_w && f64::from(h) >= needed_h
+                })
+                .unwrap_or(&frames[0])
+                .clone();
+            // Already the right size: used as it is (planes only when they are exactly
+            // what the encoder takes).
+            let ready = from.size() == (sw, sh)
+                && v.spec.fit == Fit::Inside
+                && match &*from {
+                    Pixels::Rgb(_) => true,
+                    Pixels::Planes(p) => {
+                        p.chroma_step == (2, 2) && (p.y.width, p.y.height) == (sw, sh)
+                    }
+                };
+            let out = if ready {
+                from
+            } else {
+                match clock.time(Stage::Resize, || {
+                    resize::resize_pixels(&from, sw, sh, v.spec.fit)
+                }) {
+                    Ok(out) => Arc::new(out),
+                    Err(e) => return fail(e),
+                }
+            };
+            if v.spec.fit == Fit::Inside {
+                frames.push(out.clone());
+            }
+            let (index, spec) = (v.index, v.spec);
+            let (clock, finished, fail) = (&clock, &finished, &fail);
+            scope.spawn(move |_| {
+                match finish_variant(&out, spec, orientation, watermark, background, clock) {
+                    Ok(variant) => {
+                        if let Ok(mut list) = finished.lock() {
+                            list.push((index, variant));
+                        }
+                    }
+                    Err(e) => fail(e),
+                }
+            });
+        }
+        // The analysis image comes from the smallest full frame that still has detail.
+        let analysis = frames
             .iter()
             .rev()
-            .map(|&i| &images[i])
-            .find(|r| f64::from(r.width) >= needed_w && f64::from(r.height) >= needed_h)
-            .unwrap_or(&images[0]);
-        let out = match plan.spec.fit {
-            Fit::Inside => resize::resize(from, plan.width, plan.height)?,
-            Fit::Cover => resize::resize_cover(from, plan.width, plan.height)?,
-        };
-        images.push(out);
-        let id = images.len() - 1;
-        if plan.spec.fit == Fit::Inside {
-            full_frames.push(id);
-        }
-        outputs.push((plan.index, id));
+            .find(|f| {
+                let (w, h) = f.size();
+                w >= 2 * fingerprint::ANALYSIS_SIDE && h >= 2 * fingerprint::ANALYSIS_SIDE
+            })
+            .unwrap_or(&frames[0]);
+        fingerprints = Some(clock.time(Stage::Metadata, || {
+            fingerprint::analysis_image(analysis, orientation)
+                .and_then(|small| fingerprint::fingerprints(&small))
+        }));
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
     }
-    split(&mut timings.resize);
-
-    // The analysis image comes from the smallest full frame that still has detail.
-    let analysis = full_frames
-        .iter()
-        .rev()
-        .map(|&i| &images[i])
-        .find(|r| {
-            r.width >= 2 * fingerprint::ANALYSIS_SIDE && r.height >= 2 * fingerprint::ANALYSIS_SIDE
-        })
-        .unwrap_or(&images[0]);
-    let background = recipe.background_rgb();
-    let (encoded, fingerprints) = rayon::join(
-        || {
-            outputs
-                .par_iter()
-                .map(|&(index, image)| {
-                    let raster = &images[image];
-                    let spec = &recipe.variants[index];
-                    let marked;
-                    let pixels = match (spec.watermark, watermark) {
-                        (true, Some(wm)) => {
-                            let mut copy = raster.clone();
-                            wm.apply(&mut copy)?;
-                            marked = copy;
-                            &marked
-                        }
-                        _ => raster,
-                    };
-                    let bytes = encode::encode(pixels, spec.format, spec.quality, background)
-                        .map_err(|detail| PipelineError::Encode {
-                            variant: spec.name.clone(),
-                            format: spec.format.name(),
-                            detail,
-                        })?;
-                    Ok((
-                        index,
-                        RenderedVariant {
-                            name: spec.name.clone(),
-                            format: spec.format,
-                            width: raster.width,
-                            height: raster.height,
-                            watermarked: spec.watermark && watermark.is_some(),
-                            bytes,
-                        },
-                    ))
-                })
-                .collect::<Result<Vec<_>, PipelineError>>()
-        },
-        || fingerprint::fingerprints(analysis),
-    );
-    let mut encoded = encoded?;
-    let fingerprints = fingerprints?;
+    let fingerprints = fingerprints
+        .unwrap_or_else(|| Err(PipelineError::Internal("no fingerprints".to_owned())))?;
+    let mut encoded = finished.into_inner().unwrap_or_default();
     encoded.sort_by_key(|(index, _)| *index);
-    split(&mut timings.encode);
-    timings.total = started.elapsed();
+    let timings = clock.finish();
 
     Ok(Rendered {
         metadata: Metadata {
             format: probe.format,
             width,
             height,
-            orientation: orientation.value(),
+            orientation: applied,
             frames: probe.frames,
             has_alpha,
             icc_description: color.icc_description,
@@ -375,6 +361,48 @@ fn render_stages(
         variants: encoded.into_iter().map(|(_, v)| v).collect(),
         timings,
         decode_scale,
+    })
+}
+
+/// Turns one resized variant upright, watermarks it if its spec asks, and encodes it.
+fn finish_variant(
+    resized: &Pixels,
+    spec: &VariantSpec,
+    orientation: Orientation,
+    watermark: Option<&Watermark>,
+    background: [u8; 3],
+    clock: &timing::Clock,
+) -> Result<RenderedVariant, PipelineError> {
+    let upright = clock.time(Stage::Orient, || {
+        orient::orient_pixels(resized, orientation)
+    });
+    let marked;
+    let pixels: &Pixels = match (spec.watermark, watermark, upright.as_ref()) {
+        (true, Some(wm), Pixels::Rgb(raster)) => {
+            let mut copy = raster.clone();
+            clock.time(Stage::Watermark, || wm.apply(&mut copy))?;
+            marked = Pixels::Rgb(copy);
+            &marked
+        }
+        _ => upright.as_ref(),
+    };
+    let bytes = clock
+        .time(Stage::Encode, || {
+            encode::encode_pixels(pixels, spec.format, spec.quality, background)
+        })
+        .map_err(|detail| PipelineError::Encode {
+            variant: spec.name.clone(),
+            format: spec.format.name(),
+            detail,
+        })?;
+    let (width, height) = pixels.size();
+    Ok(RenderedVariant {
+        name: spec.name.clone(),
+        format: spec.format,
+        width,
+        height,
+        watermarked: spec.watermark && watermark.is_some(),
+        bytes,
     })
 }
 

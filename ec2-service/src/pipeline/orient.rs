@@ -1,8 +1,13 @@
-//! Stage 4: apply the EXIF orientation to the pixels, exactly once. After this stage
-//! every raster is upright and no later stage looks at the orientation tag again.
+//! Stage 4: apply the EXIF orientation to the pixels, exactly once. The render turns
+//! each variant after it is resized (the smallest image that allows it, since resizing
+//! and turning commute), so a 24 MP photo is never turned at full size. After this stage
+//! every image is upright and no later stage looks at the orientation tag again.
+
+use std::borrow::Cow;
 
 use rayon::prelude::*;
 
+use super::planes::{Pixels, Plane, Planes};
 use super::raster::Raster;
 
 /// EXIF orientation (tag 0x0112). Values outside 1..=8 (0, 9, 65535, ...) are
@@ -24,6 +29,11 @@ impl Orientation {
         self.0
     }
 
+    /// 1, or a value taken as 1: nothing to do.
+    pub fn is_upright(self) -> bool {
+        !(2..=8).contains(&self.0)
+    }
+
     /// Orientations 5 to 8 swap width and height.
     pub fn swaps_axes(self) -> bool {
         self.0 >= 5
@@ -41,51 +51,103 @@ impl Orientation {
 
 /// Returns the raster turned upright.
 pub fn orient(src: Raster, orientation: Orientation) -> Raster {
-    match orientation.0 {
-        2..=4 => flip(&src, orientation.0),
-        5..=8 => transpose(&src, orientation.0),
-        _ => src,
+    if orientation.is_upright() {
+        return src;
+    }
+    turn_raster(&src, orientation)
+}
+
+/// Returns the planes turned upright (a chroma plane turns with its picture).
+pub fn orient_planes(src: Planes, orientation: Orientation) -> Planes {
+    if orientation.is_upright() {
+        return src;
+    }
+    turn_planes(&src, orientation)
+}
+
+/// The pixels upright: borrowed as they are when already upright, else a turned copy.
+pub fn orient_pixels(src: &Pixels, orientation: Orientation) -> Cow<'_, Pixels> {
+    if orientation.is_upright() {
+        return Cow::Borrowed(src);
+    }
+    Cow::Owned(match src {
+        Pixels::Rgb(r) => Pixels::Rgb(turn_raster(r, orientation)),
+        Pixels::Planes(p) => Pixels::Planes(turn_planes(p, orientation)),
+    })
+}
+
+fn turn_raster(src: &Raster, orientation: Orientation) -> Raster {
+    let c = src.layout.channels();
+    let (data, w, h) = turn(&src.data, src.width, src.height, c, orientation.0);
+    Raster::new(w, h, src.layout, data)
+}
+
+fn turn_planes(src: &Planes, orientation: Orientation) -> Planes {
+    let plane = |p: &Plane| {
+        let (data, w, h) = turn(&p.data, p.width, p.height, 1, orientation.0);
+        Plane::new(w, h, data)
+    };
+    let (width, height) = orientation.upright_size(src.width, src.height);
+    let (sx, sy) = src.chroma_step;
+    Planes {
+        width,
+        height,
+        y: plane(&src.y),
+        cb: plane(&src.cb),
+        cr: plane(&src.cr),
+        chroma_step: if orientation.swaps_axes() {
+            (sy, sx)
+        } else {
+            (sx, sy)
+        },
+    }
+}
+
+/// Pixels of `channels` bytes turned by orientation `o` (2 to 8): the data and its new
+/// width and height.
+fn turn(data: &[u8], width: u32, height: u32, channels: usize, o: u16) -> (Vec<u8>, u32, u32) {
+    match (o, channels) {
+        (2..=4, _) => (
+            flip(data, width as usize, height as usize, channels, o),
+            width,
+            height,
+        ),
+        (_, 1) => (transpose_pixels::<1>(data, width, height, o), height, width),
+        (_, 3) => (transpose_pixels::<3>(data, width, height, o), height, width),
+        _ => (transpose_pixels::<4>(data, width, height, o), height, width),
     }
 }
 
 /// 2: mirror left-right; 3: rotate 180; 4: mirror top-bottom.
-fn flip(src: &Raster, o: u16) -> Raster {
-    let (w, h) = (src.width as usize, src.height as usize);
-    let c = src.layout.channels();
+fn flip(data: &[u8], w: usize, h: usize, c: usize, o: u16) -> Vec<u8> {
     let row = w * c;
-    let mut out = vec![0u8; src.data.len()];
-    out.par_chunks_mut(row).enumerate().for_each(|(y, dst)| {
-        let sy = if o == 2 { y } else { h - 1 - y };
-        let s = &src.data[sy * row..(sy + 1) * row];
-        if o == 4 {
-            dst.copy_from_slice(s);
-        } else {
-            for (d, p) in dst.chunks_exact_mut(c).zip(s.chunks_exact(c).rev()) {
-                d.copy_from_slice(p);
+    let mut out = vec![0u8; data.len()];
+    out.par_chunks_mut(row.max(1))
+        .enumerate()
+        .for_each(|(y, dst)| {
+            let sy = if o == 2 { y } else { h - 1 - y };
+            let s = &data[sy * row..(sy + 1) * row];
+            if o == 4 {
+                dst.copy_from_slice(s);
+            } else {
+                for (d, p) in dst.chunks_exact_mut(c).zip(s.chunks_exact(c).rev()) {
+                    d.copy_from_slice(p);
+                }
             }
-        }
-    });
-    Raster::new(src.width, src.height, src.layout, out)
+        });
+    out
 }
 
 /// 5: transpose; 6: rotate 90 clockwise; 7: transverse; 8: rotate 90 counter-clockwise.
-fn transpose(src: &Raster, o: u16) -> Raster {
-    let data = match src.layout.channels() {
-        3 => transpose_pixels::<3>(src, o),
-        _ => transpose_pixels::<4>(src, o),
-    };
-    Raster::new(src.height, src.width, src.layout, data)
-}
-
 /// Output rows are filled in bands of 16 so that, for each output column, the reads
 /// walk 16 neighbouring pixels of one source row.
-fn transpose_pixels<const C: usize>(src: &Raster, o: u16) -> Vec<u8> {
+fn transpose_pixels<const C: usize>(data: &[u8], width: u32, height: u32, o: u16) -> Vec<u8> {
     const BAND: usize = 16;
-    let (w, h) = (src.width as usize, src.height as usize);
+    let (w, h) = (width as usize, height as usize);
     let (ow, oh) = (h, w);
-    let source: &[[u8; C]] = pixels_of(&src.data);
+    let source: &[[u8; C]] = pixels_of(data);
     let mut out = vec![0u8; ow * oh * C];
-    out.par_chunks_mut(ow * C * BAND)
+    out.par_chunks_mut((ow * C * BAND).max(1))
         .enumerate()
         .for_each(|(band, chunk)| {
             let rows: Vec<&mut [u8]> = chunk.chunks_exact_mut(ow * C).collect();
@@ -158,6 +220,27 @@ mod tests {
             assert_eq!(o.upright_size(3, 2), size);
             assert_eq!(reds(&out), expected, "orientation {value}");
         }
+    }
+
+    #[test]
+    fn planes_turn_with_their_chroma() {
+        let numbered = |w: u32, h: u32| Plane::new(w, h, (0..(w * h) as u8).collect());
+        let planes = Planes {
+            width: 4,
+            height: 2,
+            y: numbered(4, 2),
+            cb: numbered(2, 1),
+            cr: numbered(2, 1),
+            chroma_step: (2, 2),
+        };
+        let turned = orient_planes(planes, Orientation::from_exif(Some(6)));
+        assert_eq!((turned.width, turned.height), (2, 4));
+        // Rotated clockwise: the first output row is the first column read bottom-up.
+        assert_eq!(turned.y.data, vec![4, 0, 5, 1, 6, 2, 7, 3]);
+        assert_eq!((turned.cb.width, turned.cb.height), (1, 2));
+        assert_eq!(turned.cb.data, vec![0, 1]);
+        let mirrored = orient_planes(turned, Orientation::from_exif(Some(2)));
+        assert_eq!(mirrored.y.data, vec![0, 4, 1, 5, 2, 6, 3, 7]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::error::PipelineError;
+use super::heif;
 
 /// Formats the pipeline decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +20,10 @@ pub enum SourceFormat {
     Webp,
     Tiff,
     Bmp,
+    /// HEIF with HEVC pixels (iPhone photos).
+    Heic,
+    /// HEIF with AV1 pixels.
+    Avif,
 }
 
 impl SourceFormat {
@@ -30,6 +35,8 @@ impl SourceFormat {
             SourceFormat::Webp => "webp",
             SourceFormat::Tiff => "tiff",
             SourceFormat::Bmp => "bmp",
+            SourceFormat::Heic => "heic",
+            SourceFormat::Avif => "avif",
         }
     }
 }
@@ -111,12 +118,21 @@ pub struct Probe {
     pub width: u32,
     /// Stored height (before EXIF orientation).
     pub height: u32,
-    /// Frames (GIF, APNG, animated WebP) or pages (TIFF); 1 for still images.
+    /// Frames (GIF, APNG, animated WebP), pages (TIFF) or top-level images (HEIF); 1
+    /// for still images.
     pub frames: u32,
+    /// The orientation the container itself applies on decode (HEIF `irot`/`imir`, as
+    /// the equivalent EXIF value); `None` where the EXIF tag says it.
+    pub container_orientation: Option<u16>,
     /// Progressive JPEG: libjpeg holds every DCT coefficient of the full-size image.
     pub progressive: bool,
+    /// Lossless JPEG: decoded at full size only.
+    pub lossless: bool,
     /// Peak bytes the decoder holds per decoded pixel (output and working buffers).
     pub decode_bytes_per_pixel: u64,
+    /// Bytes of DCT coefficients a progressive JPEG decode holds (every component at
+    /// its own resolution, whole blocks, 2 bytes each); 0 otherwise.
+    pub coefficient_bytes: u64,
 }
 
 impl Probe {
@@ -124,10 +140,8 @@ impl Probe {
     /// the full size for other formats) and turning the result upright.
     pub fn decode_memory(&self, decoded: (u32, u32), reoriented: bool) -> u64 {
         let pixels = u64::from(decoded.0) * u64::from(decoded.1);
-        let full = u64::from(self.width) * u64::from(self.height);
-        let coefficients = if self.progressive { full * 3 } else { 0 };
         let orient_copy = if reoriented { 4 } else { 0 };
-        pixels * (self.decode_bytes_per_pixel + orient_copy) + coefficients
+        pixels * (self.decode_bytes_per_pixel + orient_copy) + self.coefficient_bytes
     }
 }
 
@@ -149,6 +163,8 @@ pub fn sniff(bytes: &[u8]) -> Result<SourceFormat, PipelineError> {
         Ok(SourceFormat::Tiff)
     } else if starts(b"BM") && bytes.len() >= 18 {
         Ok(SourceFormat::Bmp)
+    } else if let Some(format) = heif::sniff_brand(bytes) {
+        Ok(format)
     } else {
         Err(PipelineError::UnsupportedFormat(describe_unknown(bytes)))
     }
@@ -170,7 +186,7 @@ fn describe_unknown(bytes: &[u8]) -> String {
     }
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         let brand = String::from_utf8_lossy(&bytes[8..12]).into_owned();
-        return format!("ISO media file (brand {brand:?}: HEIC/AVIF input is not supported)");
+        return format!("ISO media file of brand {brand:?} is not a HEIC or AVIF image");
     }
     let head: String = bytes
         .iter()
@@ -186,16 +202,26 @@ fn describe_unknown(bytes: &[u8]) -> String {
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
     limits.check_source_bytes(bytes.len() as u64)?;
     let format = sniff(bytes)?;
-    let corrupt = |detail: &str| PipelineError::corrupt(format, detail);
+    let corrupt = move |detail: &str| PipelineError::corrupt(format, detail);
     let frame_cap = limits.max_frames.saturating_add(1);
     let mut progressive = false;
+    let mut lossless = false;
+    let mut coefficient_bytes = 0;
     let mut decode_bytes_per_pixel = 8;
+    let mut container_orientation = None;
+    let mut format = format;
     let (width, height, frames) = match format {
         SourceFormat::Jpeg => {
-            let (w, h, p) = jpeg_size(bytes).ok_or_else(|| corrupt("no frame header"))?;
-            progressive = p;
-            decode_bytes_per_pixel = 4;
-            (w, h, 1)
+            let sof = jpeg_frame(bytes).ok_or_else(|| corrupt("no frame header"))?;
+            progressive = sof.progressive;
+            lossless = sof.lossless;
+            if sof.progressive {
+                coefficient_bytes = sof.coefficient_bytes;
+            }
+            // RGB out (3) and libjpeg's rows; CMYK adds the ink buffer and its
+            // inverted copy before the RGB.
+            decode_bytes_per_pixel = if sof.components == 4 { 11 } else { 4 };
+            (sof.width, sof.height, 1)
         }
         SourceFormat::Png => {
             decode_bytes_per_pixel = png_bytes_per_pixel(bytes);
@@ -205,7 +231,18 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
         SourceFormat::Webp => webp_size(bytes, frame_cap).ok_or_else(|| corrupt("bad header"))?,
         SourceFormat::Tiff => tiff_size(bytes, frame_cap).ok_or_else(|| corrupt("bad IFD"))?,
         SourceFormat::Bmp => bmp_size(bytes).ok_or_else(|| corrupt("bad header"))?,
+        SourceFormat::Heic | SourceFormat::Avif => {
+            let header = heif::probe(bytes, format)?;
+            // The primary item's codec decides (a `mif1` file may hold either).
+            format = header.format;
+            container_orientation = Some(header.orientation);
+            // The decoder's planes and tiles at up to 16 bits, the assembled RGBA at 16
+            // bits, then the 8-bit result.
+            decode_bytes_per_pixel = 20;
+            (header.width, header.height, header.images)
+        }
     };
+    let corrupt = |detail: &str| PipelineError::corrupt(format, detail);
     if width == 0 || height == 0 {
         return Err(corrupt(&format!("declares {width}x{height} pixels")));
     }
@@ -236,8 +273,11 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {
         width: width as u32,
         height: height as u32,
         frames: frames.max(1) as u32,
+        container_orientation,
         progressive,
+        lossless,
         decode_bytes_per_pixel,
+        coefficient_bytes,
     })
 }
 
@@ -310,8 +350,19 @@ impl Bytes<'_> {
     }
 }
 
-/// Walks JPEG markers up to the first SOFn: (width, height, progressive).
-fn jpeg_size(bytes: &[u8]) -> Option<(u64, u64, bool)> {
+/// What a JPEG's frame header (SOFn) says.
+struct JpegFrame {
+    width: u64,
+    height: u64,
+    progressive: bool,
+    lossless: bool,
+    components: u8,
+    /// Whole 8x8 blocks of every component at its sampling, 2 bytes a coefficient.
+    coefficient_bytes: u64,
+}
+
+/// Walks JPEG markers up to the first SOFn.
+fn jpeg_frame(bytes: &[u8]) -> Option<JpegFrame> {
     let b = Bytes(bytes);
     let mut at = 2;
     loop {
@@ -335,10 +386,32 @@ fn jpeg_size(bytes: &[u8]) -> Option<(u64, u64, bool)> {
         }
         let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
         if is_sof {
-            let height = b.u16be(at + 3)?;
-            let width = b.u16be(at + 5)?;
-            let progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
-            return Some((u64::from(width), u64::from(height), progressive));
+            let height = u64::from(b.u16be(at + 3)?);
+            let width = u64::from(b.u16be(at + 5)?);
+            let components = b.u8(at + 7)?;
+            let sampling: Vec<(u64, u64)> = (0..usize::from(components))
+                .map(|i| {
+                    b.u8(at + 9 + 3 * i)
+                        .map(|f| (u64::from(f >> 4).max(1), u64::from(f & 0x0F).max(1)))
+                })
+                .collect::<Option<_>>()?;
+            let h_max = sampling.iter().map(|s| s.0).max().unwrap_or(1);
+            let v_max = sampling.iter().map(|s| s.1).max().unwrap_or(1);
+            // Each component covers whole MCUs: the image padded to 8 * max factor.
+            let mcu_w = width.div_ceil(8 * h_max);
+            let mcu_h = height.div_ceil(8 * v_max);
+            let coefficient_bytes = sampling
+                .iter()
+                .map(|(h, v)| mcu_w * h * 8 * mcu_h * v * 8 * 2)
+                .sum();
+            return Some(JpegFrame {
+                width,
+                height,
+                progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+                lossless: matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF),
+                components,
+                coefficient_bytes,
+            });
         }
         at += len;
     }
@@ -574,8 +647,12 @@ mod tests {
         assert!(matches!(sniff(b""), Err(PipelineError::EmptySource)));
         let err = sniff(b"hello, this is text").unwrap_err();
         assert_eq!(err.code(), "unsupported-format");
-        let err = sniff(b"\0\0\0\x18ftypheic\0\0\0\0").unwrap_err();
-        assert!(err.to_string().contains("HEIC"), "{err}");
+        assert_eq!(
+            sniff(b"\0\0\0\x18ftypheic\0\0\0\0mif1heic").unwrap(),
+            SourceFormat::Heic
+        );
+        let err = sniff(b"\0\0\0\x14ftypisom\0\0\0\0mp41").unwrap_err();
+        assert!(err.to_string().contains("not a HEIC or AVIF"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Stage 5: geometry of each variant and SIMD resizing (Lanczos3, alpha-aware) with
-//! `fast_image_resize`.
+//! `fast_image_resize`, of RGB(A) rasters or, on the JPEG fast path, of YCbCr planes
+//! (each plane on its own, the chroma planes straight to 4:2:0 for the encoder).
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use super::error::PipelineError;
+use super::planes::{Pixels, Plane, Planes};
 use super::raster::{Layout, Raster};
 use super::recipe::Fit;
 
@@ -90,6 +92,144 @@ pub fn resize_cover(src: &Raster, width: u32, height: u32) -> Result<Raster, Pip
     resize_with(src, width, height, &options, true)
 }
 
+/// Resizes whatever the decode produced (rasters or planes) to fill `width` x `height`
+/// as `fit` says.
+pub fn resize_pixels(
+    src: &Pixels,
+    width: u32,
+    height: u32,
+    fit: Fit,
+) -> Result<Pixels, PipelineError> {
+    match src {
+        Pixels::Rgb(r) => match fit {
+            Fit::Inside => resize(r, width, height),
+            Fit::Cover => resize_cover(r, width, height),
+        }
+        .map(Pixels::Rgb),
+        Pixels::Planes(p) => resize_planes(p, width, height, fit, lanczos()).map(Pixels::Planes),
+    }
+}
+
+/// A part of a source, in its pixels (fractional).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Region {
+    pub left: f64,
+    pub top: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// The centred part of a `width` x `height` source with the aspect ratio of the box.
+pub fn cover_region(width: u32, height: u32, box_w: u32, box_h: u32) -> Region {
+    let (w, h) = (f64::from(width), f64::from(height));
+    let aspect = f64::from(box_w) / f64::from(box_h);
+    if w / h > aspect {
+        let cw = h * aspect;
+        Region {
+            left: (w - cw) / 2.0,
+            top: 0.0,
+            width: cw,
+            height: h,
+        }
+    } else {
+        let ch = w / aspect;
+        Region {
+            left: 0.0,
+            top: (h - ch) / 2.0,
+            width: w,
+            height: ch,
+        }
+    }
+}
+
+fn resize_plane(
+    src: &Plane,
+    region: Region,
+    width: u32,
+    height: u32,
+    options: &ResizeOptions,
+) -> Result<Plane, PipelineError> {
+    let internal = |e: &dyn std::fmt::Display| PipelineError::Internal(format!("resize: {e}"));
+    let source =
+        ImageRef::new(src.width, src.height, &src.data, PixelType::U8).map_err(|e| internal(&e))?;
+    let mut dst = Image::new(width, height, PixelType::U8);
+    let options = options
+        .clone()
+        .crop(region.left, region.top, region.width, region.height);
+    Resizer::new()
+        .resize(&source, &mut dst, &options)
+        .map_err(|e| internal(&e))?;
+    Ok(Plane::new(width, height, dst.into_vec()))
+}
+
+/// Resizes YCbCr planes to a `width` x `height` picture with 4:2:0 chroma, the three
+/// planes side by side.
+pub fn resize_planes(
+    src: &Planes,
+    width: u32,
+    height: u32,
+    fit: Fit,
+    options: ResizeOptions,
+) -> Result<Planes, PipelineError> {
+    let luma = match fit {
+        Fit::Inside => Region {
+            left: 0.0,
+            top: 0.0,
+            width: f64::from(src.width),
+            height: f64::from(src.height),
+        },
+        Fit::Cover => cover_region(src.width, src.height, width, height),
+    };
+    let (sx, sy) = (f64::from(src.chroma_step.0), f64::from(src.chroma_step.1));
+    let chroma = Region {
+        left: luma.left / sx,
+        top: luma.top / sy,
+        width: luma.width / sx,
+        height: luma.height / sy,
+    };
+    let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+    let (y, (cb, cr)) = rayon::join(
+        || resize_plane(&src.y, luma, width, height, &options),
+        || {
+            rayon::join(
+                || resize_plane(&src.cb, chroma, cw, ch, &options),
+                || resize_plane(&src.cr, chroma, cw, ch, &options),
+            )
+        },
+    );
+    Ok(Planes {
+        width,
+        height,
+        y: y?,
+        cb: cb?,
+        cr: cr?,
+        chroma_step: (2, 2),
+    })
+}
+
+/// Planes brought to `width` x `height` with full-resolution chroma (4:4:4), with a
+/// box filter: the small analysis image of the fingerprints.
+pub fn planes_to_444(src: &Planes, width: u32, height: u32) -> Result<Planes, PipelineError> {
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box));
+    let (w, h) = (f64::from(src.width), f64::from(src.height));
+    let (sx, sy) = (f64::from(src.chroma_step.0), f64::from(src.chroma_step.1));
+    let whole = |width: f64, height: f64| Region {
+        left: 0.0,
+        top: 0.0,
+        width,
+        height,
+    };
+    let plane = |p: &Plane, r: Region| resize_plane(p, r, width, height, &options);
+    Ok(Planes {
+        width,
+        height,
+        y: plane(&src.y, whole(w, h))?,
+        cb: plane(&src.cb, whole(w / sx, h / sy))?,
+        cr: plane(&src.cr, whole(w / sx, h / sy))?,
+        chroma_step: (1, 1),
+    })
+}
+
 /// A fast, rough resize for analysis images (hashes, dominant color).
 pub fn resize_box(src: &Raster, width: u32, height: u32) -> Result<Raster, PipelineError> {
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Box));
@@ -133,6 +273,53 @@ mod tests {
         );
         let edge = out.pixel(0, 25);
         assert!(edge[1] > 200, "crop must not reach the red third: {edge:?}");
+    }
+
+    #[test]
+    fn planes_are_cropped_like_rasters() {
+        // The centre crop of planes picks the same part as that of a raster.
+        assert_eq!(
+            cover_region(300, 100, 50, 50),
+            Region {
+                left: 100.0,
+                top: 0.0,
+                width: 100.0,
+                height: 100.0
+            }
+        );
+        let stripes = |w: u32, h: u32| {
+            let data = (0..h)
+                .flat_map(|_| (0..w).map(move |x| if x * 3 / w == 1 { 200 } else { 20 }))
+                .collect();
+            Plane::new(w, h, data)
+        };
+        let planes = Planes {
+            width: 300,
+            height: 100,
+            y: stripes(300, 100),
+            cb: stripes(150, 50),
+            cr: Plane::new(150, 50, vec![128; 150 * 50]),
+            chroma_step: (2, 2),
+        };
+        let out = resize_planes(&planes, 50, 50, Fit::Cover, lanczos()).unwrap();
+        assert_eq!((out.y.width, out.y.height), (50, 50));
+        assert_eq!((out.cb.width, out.cb.height), (25, 25));
+        // Inside the crop, away from its edges (where the filter reaches past it).
+        let inner = |p: &Plane, from: u32, to: u32| {
+            (0..p.height).all(|y| (from..to).all(|x| p.data[(y * p.width + x) as usize] > 190))
+        };
+        assert!(
+            inner(&out.y, 5, 45),
+            "only the middle third: {:?}",
+            &out.y.data[..50]
+        );
+        assert!(
+            inner(&out.cb, 3, 22),
+            "chroma cropped alike: {:?}",
+            &out.cb.data[..25]
+        );
+        let odd = resize_planes(&planes, 51, 17, Fit::Inside, lanczos()).unwrap();
+        assert_eq!((odd.cb.width, odd.cb.height), (26, 9));
     }
 
     #[test]

@@ -185,3 +185,95 @@ fn a_bad_config_exits_64_naming_the_key() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(64));
 }
+
+/// Peak resident memory, in MiB, that `process` reports for one file.
+fn peak_mib(dir: &Path, file: &Path) -> u64 {
+    let out = bin()
+        .args(["process", "--out"])
+        .arg(dir.join("out"))
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    let at = text.find("peak memory ").expect("peak memory line") + "peak memory ".len();
+    text[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_memory_estimate_bounds_the_measured_peak() {
+    use ec2_service::pipeline::probe::probe;
+    use ec2_service::pipeline::{Layout, Limits, Recipe, memory_estimate};
+    use turbojpeg::Subsamp;
+
+    use crate::planes::jpeg_of;
+
+    let dir = scratch("memory");
+    let limits = Limits::default();
+    let recipe = Recipe::default();
+    // The process's own footprint, from a tiny photo.
+    let tiny = dir.join("tiny.jpg");
+    std::fs::write(
+        &tiny,
+        jpeg_of(&quadrants_of(64, 48), Subsamp::Sub2x2, false),
+    )
+    .unwrap();
+    let base = peak_mib(&dir, &tiny);
+    let wide_png = {
+        let mut r = quadrants_of(3000, 2000).to_rgba();
+        for p in r.data.chunks_exact_mut(4).step_by(7) {
+            p[3] = 100;
+        }
+        encode_with_image(&r, image::ImageFormat::Png)
+    };
+    let sources: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "24 MP baseline JPEG turned by EXIF",
+            jpeg_with_exif(
+                &quadrants_of(6000, 4000),
+                &ExifBuilder {
+                    orientation: Some(6),
+                    ..Default::default()
+                },
+            ),
+        ),
+        (
+            "15 MP progressive 4:4:4 JPEG",
+            jpeg_of(&quadrants_of(5120, 2880), Subsamp::None, true),
+        ),
+        ("6 MP PNG with alpha", wide_png),
+        (
+            "8 MP 4:2:2 JPEG",
+            jpeg_of(
+                &Raster::filled(3264, 2448, Layout::Rgb, &[40, 90, 200]),
+                Subsamp::Sub2x1,
+                false,
+            ),
+        ),
+    ];
+    for (name, bytes) in sources {
+        let file = dir.join("source");
+        std::fs::write(&file, &bytes).unwrap();
+        let measured = (peak_mib(&dir, &file).saturating_sub(base) + 1) << 20;
+        let header = probe(&bytes, &limits).unwrap();
+        let estimate = memory_estimate(&header, &recipe, &limits);
+        assert!(
+            measured <= estimate + bytes.len() as u64,
+            "{name}: measured {} MiB over the estimate of {} MiB",
+            measured >> 20,
+            estimate >> 20
+        );
+        // An estimate, not a blanket figure: within a few times the real peak.
+        assert!(
+            estimate <= 6 * measured + (64 << 20),
+            "{name}: estimate {} MiB for a measured {} MiB",
+            estimate >> 20,
+            measured >> 20
+        );
+    }
+}

@@ -7,3 +7,5 @@ mod support;
 
 mod cli;
 mod core;
+mod heif;
+mod planes;

@@ -215,3 +215,55 @@ pub fn encode_with_image(raster: &Raster, format: image::ImageFormat) -> Vec<u8>
     img.write_to(&mut out, format).expect("encode test image");
     out.into_inner()
 }
+
+/// Whether a command is on the PATH.
+pub fn have_command(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+}
+
+/// Says plainly, on the terminal (past the test harness's capture), that a test did not
+/// run and why.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pipeline-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Mean absolute difference per channel value of two same-sized RGB rasters.
+pub fn mean_difference(a: &Raster, b: &Raster) -> f64 {
+    assert_eq!((a.width, a.height), (b.width, b.height), "sizes differ");
+    let (a, b) = (a.flatten([255, 255, 255]), b.flatten([255, 255, 255]));
+    let total: u64 = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    total as f64 / a.data.len() as f64
+}
+
+/// A smooth, asymmetric photo-like picture (waves over ramps): resizing and codecs
+/// change it little, a turn or a mirror changes it a lot.
+pub fn scene(width: u32, height: u32) -> Raster {
+    let mut data = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let (u, v) = (
+                f64::from(x) / f64::from(width),
+                f64::from(y) / f64::from(height),
+            );
+            let l = 0.5 + 0.3 * (u * 7.0 + 1.0).sin() * (v * 5.0).cos() + 0.2 * u * u - 0.15 * v;
+            let l = (l.clamp(0.0, 1.0) * 255.0) as u8;
+            data.extend([l, (u * 255.0) as u8, ((1.0 - v) * 200.0) as u8]);
+        }
+    }
+    Raster::new(width, height, Layout::Rgb, data)
+}
