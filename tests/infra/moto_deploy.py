@@ -36,6 +36,8 @@ import zipfile
 
 import boto3
 
+from moto_stack import complete_user_data
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 REGION = "eu-west-1"
@@ -135,15 +137,14 @@ def first_boot_install(endpoint, clients, outputs, work, secret_arn):
     checks, and install-release.sh."""
     cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
     import base64
-    user_data = base64.b64decode(ec2.describe_instance_attribute(
-        InstanceId=outputs["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+    # moto does not create the secret, so ${SigningSecret} stays as it is (moto_stack fills it).
+    user_data = complete_user_data(base64.b64decode(ec2.describe_instance_attribute(
+        InstanceId=outputs["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode(), secret_arn)
     fake = os.path.join(work, "instance")
     bin_dir = os.path.join(work, "instance-bin")
     os.makedirs(os.path.join(fake, "etc", "ec2-service"), exist_ok=True)
     os.makedirs(bin_dir, exist_ok=True)
     stack_env = heredoc(user_data, "/etc/ec2-service/stack.env")
-    # moto does not create the secret, so ${SigningSecret} stays as it is.
-    stack_env = stack_env.replace("${SigningSecret}", secret_arn)
     with open(os.path.join(fake, "etc", "ec2-service", "stack.env"), "w") as f:
         f.write(stack_env)
     installer = heredoc(user_data, "/usr/local/sbin/ec2-service-install").replace(
