@@ -8,7 +8,9 @@ what the box itself shows.
 
   1. /etc/ec2-service/stack.env as the UserData wrote it; aws with no flags as the instance
      role; the README's seed steps: aws s3 cp -> record DONE -> aws dynamodb get-item
-  2. journalctl -u ec2-service -f: one line per job with the key, outcome and timings
+  2. journalctl -u ec2-service -f: one line per job with the key, outcome and timings;
+     the CloudWatch agent's config as the UserData wrote it, and the journal entries the
+     agent reads (journalctl -o json) carrying the job's fields as JSON
   3. systemctl reload changes the recipe while jobs are in flight, and drops none
   4. systemctl stop drains (in-flight jobs finish, waiting ones stay stored);
      systemctl start resumes them
@@ -168,23 +170,36 @@ def send_batch(name, count):
 
 # ---------------------------------------------------------------- the journal
 FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+TEXT_EVENT = re.compile(r"^\S+\s+(?:TRACE|DEBUG|INFO|WARN|ERROR) (.*?)(?= \w+=|$)(.*)$")
 
 
-def job_line(line):
-    """The fields of a daemon's 'job finished' line as journalctl prints it, text or JSON."""
-    if "job finished" not in line:
-        return None
+def event(line):
+    """A daemon's log line (with or without journalctl's prefix) as a dict with its
+    "message": JSON ([log] format = "json", as the stack configures it) or text."""
     start = line.find("{")
     if start >= 0:
         try:
             fields = json.loads(line[start:])
-            return fields if fields.get("message") == "job finished" else None
+            return fields if isinstance(fields, dict) and "message" in fields else None
         except ValueError:
             pass
-    fields = {}
-    for key, value in FIELD.findall(line.split("job finished", 1)[1]):
+    match = TEXT_EVENT.match(line.split(": ", 1)[-1] if "]: " in line else line)
+    if not match:
+        return None
+    fields = {"message": match.group(1)}
+    for key, value in FIELD.findall(match.group(2)):
         fields[key] = json.loads(value) if value.startswith('"') else value
     return fields
+
+
+def events(text, message):
+    return [e for e in map(event, text.splitlines()) if e and e["message"] == message]
+
+
+def job_line(line):
+    """The fields of a daemon's 'job finished' line as journalctl prints it."""
+    fields = event(line)
+    return fields if fields and fields["message"] == "job finished" else None
 
 
 class Follower:
@@ -207,6 +222,10 @@ class Follower:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+DRAINING = "draining: no new jobs; finishing those in flight"
+STOPPED = "stopped; unfinished jobs stay stored for the next start"
 
 
 def journal(args):
@@ -266,6 +285,34 @@ def _():
     print(f"      journalctl -f: {next(l for l in follower.lines if 'uploads/photo.jpg' in l)}")
 
 
+@step("CloudWatch agent: its config as the UserData wrote it; the entries it reads carry the job's fields")
+def _():
+    _, text = ssh("cat /etc/ec2-service/cloudwatch-agent.json")
+    entry = json.loads(text)["logs"]["logs_collected"]["journald"]["collect_list"][0]
+    check(entry["log_group_name"] == S["BOX_DAEMON_LOG_GROUP_NAME"] and entry["units"] == ["ec2-service"],
+          f"agent config {entry} (stack's log group {S['BOX_DAEMON_LOG_GROUP_NAME']})")
+    _, log = ssh("sudo cat /var/log/cloud-init-output.log")
+    check("the CloudWatch agent is not installed" in log, "the first boot does not say it skipped the agent")
+    # What the agent's journald input reads: journalctl -o json for its units and priority.
+    _, out = ssh(f"journalctl --output=json --unit={entry['units'][0]} --priority={entry.get('priority', 'info')} "
+                 "--no-pager")
+    entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    jobs = [json.loads(e["MESSAGE"]) for e in entries if isinstance(e.get("MESSAGE"), str)
+            and e["MESSAGE"].startswith("{") and '"job finished"' in e["MESSAGE"]]
+    photo_job = [j for j in jobs if j.get("key") == "uploads/photo.jpg"]
+    check(photo_job, f"no JSON job line among {len(entries)} journal entries")
+    fields = photo_job[0]
+    for name in ("key", "status", "code", "attempts", "bytes_in", "download_ms", "render_ms", "total_ms"):
+        check(name in fields, f"the journal entry's MESSAGE has no {name}: {fields}")
+    check(isinstance(fields["total_ms"], int), "timings are not numbers")
+    # The daemon's own lines, and systemd's about the unit (Started, Stopping: text).
+    unit = "ec2-service.service"
+    check(all(unit in (e.get("_SYSTEMD_UNIT"), e.get("UNIT")) for e in entries), "entries of other units")
+    from_systemd = sum(e.get("_SYSTEMD_UNIT") != unit for e in entries)
+    print(f"      {len(entries)} entries for the agent ({from_systemd} from systemd about the unit), "
+          f"{len(jobs)} job lines with key, status and timings as JSON")
+
+
 def upload_and_catch(name, count, want):
     """Uploads a batch and returns as soon as the daemon has jobs in flight and waiting."""
     keys = send_batch(name, count)
@@ -289,8 +336,8 @@ def _():
     versions = {r["RecipeVersion"]["S"] for r in final.values()}
     check(versions == {"standard-1", "box-2"}, f"recipe versions {versions} (want both: jobs before and after)")
     check(systemd("MainPID") == pid, "the reload restarted the daemon")
-    reloaded = journal("-g 'configuration reloaded' -n 1")
-    check("box-2" in reloaded, f"no reload line: {reloaded}")
+    reloaded = events(journal("-n 200"), "configuration reloaded")
+    check(reloaded and reloaded[-1]["recipe"] == "box-2", f"no reload line: {reloaded}")
     print(f"      {depth['in_flight']} in flight, {depth['waiting']} waiting at the reload; "
           f"{len(final)} DONE, {sum(r['RecipeVersion']['S'] == 'box-2' for r in final.values())} with recipe box-2")
 
@@ -303,20 +350,19 @@ def _():
     ssh("sudo systemctl stop ec2-service")
     stop_secs = time.monotonic() - started
     check(systemd("ActiveState") == "inactive" and systemd("Result") == "success", "not stopped cleanly")
-    text = journal_since("/tmp/stop.cursor")
-    drain = re.search(r"draining: no new jobs; finishing those in flight.*", text)
-    stopped = re.search(r"stopped; unfinished jobs stay stored for the next start.*", text)
-    check(drain and stopped, f"no drain lines:\n{text[-2000:]}")
-    stored = int(re.search(r"stored[=\":]+(\d+)", stopped.group(0)).group(1))
-    check(stored > 0, f"nothing stored at stop: {stopped.group(0)}")
+    lines = journal_since("/tmp/stop.cursor").splitlines()
+    marks = [i for i, line in enumerate(lines) if (event(line) or {}).get("message") in (DRAINING, STOPPED)]
+    check(len(marks) == 2, "no drain lines:\n" + "\n".join(lines[-20:]))
+    drain, stopped = event(lines[marks[0]]), event(lines[marks[1]])
+    check(drain["message"] == DRAINING and stopped["message"] == STOPPED, "drain lines out of order")
+    stored = int(stopped["stored"])
+    check(stored > 0, f"nothing stored at stop: {stopped}")
     _, files = ssh("sudo find /var/lib/ec2-service/jobs -type f | wc -l")
     check(int(files) >= stored, f"{files.strip()} job files for {stored} stored jobs")
-    after_drain = text[drain.start():stopped.start()]
-    check("job finished" in after_drain, "no job finished during the drain")
+    check(events("\n".join(lines[marks[0]:marks[1]]), "job finished"), "no job finished during the drain")
     ssh("sudo journalctl -u ec2-service -n 0 --cursor-file=/tmp/start.cursor >/dev/null")
     ssh("sudo systemctl start ec2-service")
-    ready = re.search(r"ready.*", journal_since("/tmp/start.cursor"))
-    resumed = int(re.search(r"resumed[=\":]+(\d+)", ready.group(0)).group(1))
+    resumed = int(events(journal_since("/tmp/start.cursor"), "ready")[0]["resumed"])
     check(resumed >= stored, f"resumed {resumed}, stored {stored}")
     final = final_records("uploads/stop/", len(keys))
     check(all(r["Status"]["S"] == "DONE" for r in final.values()), "not all DONE after the restart")
@@ -330,8 +376,8 @@ def _():
     keys, _ = upload_and_catch("restart", 20, lambda q: q["waiting"] >= 3)
     ssh("sudo systemctl restart ec2-service")
     text = journal_since("/tmp/restart.cursor")
-    stored = int(re.search(r"stopped; unfinished.*?stored[=\":]+(\d+)", text).group(1))
-    resumed = int(re.search(r"ready.*?resumed[=\":]+(\d+)", text).group(1))
+    stored = int(events(text, STOPPED)[-1]["stored"])
+    resumed = int(events(text, "ready")[-1]["resumed"])
     check(stored > 0 and resumed >= stored, f"stored {stored}, resumed {resumed}")
     final = final_records("uploads/restart/", len(keys))
     check(all(r["Status"]["S"] == "DONE" for r in final.values()), "not all DONE after the restart")
@@ -351,8 +397,8 @@ def _():
     wait("the daemon ready after the reboot", lambda: systemd("ActiveState") == "active", 60, interval=0.5)
     back = time.monotonic() - started
     before = journal("-b -1")
-    stored = int(re.findall(r"stopped; unfinished.*?stored[=\":]+(\d+)", before)[-1])
-    resumed = int(re.search(r"ready.*?resumed[=\":]+(\d+)", journal("-b 0")).group(1))
+    stored = int(events(before, STOPPED)[-1]["stored"])
+    resumed = int(events(journal("-b 0"), "ready")[0]["resumed"])
     check(stored > 0 and resumed >= stored, f"stored {stored} before the reboot, resumed {resumed}")
     final = final_records("uploads/reboot/", len(keys))
     check(all(r["Status"]["S"] == "DONE" for r in final.values()), "not all DONE after the reboot")

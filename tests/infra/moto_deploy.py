@@ -15,14 +15,16 @@ the real scripts/deploy with small stand-in artifacts (moto never runs them):
      release parameter and the Lambda's code key, and reinstalls through SSM Run Command.
 
 moto's CloudFormation ignores notifications, bucket and queue policies, most bucket
-properties, the secret, the alarms, the async invoke config and the egress rule: the static
-checks (cfn-lint, checkov, tests/infra/template_rules.py) cover those. Run by scripts/check-infra; prints one line per assertion group and exits
+properties, the secret, the alarms, the async invoke config, the egress rule, the log group's
+transformer and the instance's telemetry policy (AWS::IAM::RolePolicy): the static checks
+(cfn-lint, checkov, tests/infra/template_rules.py) cover those. Run by scripts/check-infra; prints one line per assertion group and exits
 non-zero on the first failure.
 
     .venv/bin/python tests/infra/moto_deploy.py
 """
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -135,7 +137,7 @@ def first_boot_install(endpoint, clients, outputs, work, secret_arn):
     """Runs the ec2-service-install that the stack's UserData writes (as moto rendered it),
     against moto and into a scratch root: the fetch of the release the stack names, its
     checks, and install-release.sh."""
-    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
     import base64
     # moto does not create the secret, so ${SigningSecret} stays as it is (moto_stack fills it).
     user_data = complete_user_data(base64.b64decode(ec2.describe_instance_attribute(
@@ -174,12 +176,12 @@ def resources_of(cf, stack):
 
 
 def assert_common(clients, stack, env_name, printed):
-    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
     outputs = outputs_of(cf, stack)
     expected = {
         "SourceBucketName", "OutputBucketName", "TableName", "InstanceId", "InstancePrivateIp",
         "ForwarderFunctionName", "DeadLetterQueueUrl", "ReleaseParameterName", "ConnectCommand",
-        "LogsCommand", "ReinstallCommand", "UploadCommand",
+        "LogsCommand", "ReinstallCommand", "UploadCommand", "DaemonLogGroupName", "DashboardName",
     }
     check(expected <= set(outputs), f"{stack}: outputs missing {sorted(expected - set(outputs))}")
     for key in expected:
@@ -271,6 +273,22 @@ def assert_common(clients, stack, env_name, printed):
         check(hashlib.sha256(body).hexdigest() == digest, f"{name} does not match SHA256SUMS")
     check(config.get("CodeSize", 1) > 0, "function code")
     print(f"  {stack}: release {prefix} verified against the release parameter")
+
+    # CloudWatch: the daemon's log group (name, retention) and the dashboard.
+    logs, cloudwatch = clients[8], clients[9]
+    group = outputs["DaemonLogGroupName"]
+    check(group == f"/image-pipeline/{env_name}/ec2-service", f"daemon log group {group}")
+    found = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    check([g["logGroupName"] for g in found] == [group], f"log groups {found}")
+    check(found[0].get("retentionInDays") == 365, f"retention {found[0].get('retentionInDays')}")
+    dashboard = cloudwatch.get_dashboard(DashboardName=outputs["DashboardName"])
+    body = json.loads(dashboard["DashboardBody"])
+    metrics = {row[1] for w in body["widgets"] for row in w["properties"].get("metrics", []) if row[0] != "..."}
+    check(metrics == {"JobsFinished", "RenderSeconds", "QueueDepth", "OldestWaitingSeconds", "SourceBytes",
+                      "ScratchFreeBytes"}, f"dashboard metrics {metrics}")
+    check(all(f":alarm:{stack}-" in a for w in body["widgets"] if w["type"] == "alarm" for a in w["properties"]["alarms"]),
+          "dashboard alarms not named after the stack")
+    print(f"  {stack}: log group {group} (365 days), dashboard {outputs['DashboardName']} ({len(body['widgets'])} widgets)")
     return outputs, resources, release
 
 
@@ -286,9 +304,9 @@ def main():
         session = boto3.session.Session(region_name=REGION)
         clients = tuple(
             session.client(name, endpoint_url=endpoint)
-            for name in ("cloudformation", "s3", "dynamodb", "sqs", "lambda", "ec2", "iam", "ssm")
+            for name in ("cloudformation", "s3", "dynamodb", "sqs", "lambda", "ec2", "iam", "ssm", "logs", "cloudwatch")
         )
-        cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
+        cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
 
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnets = [
