@@ -196,6 +196,50 @@ def _():
             assert egress["FromPort"] == egress["ToPort"] == 443, f"{name}: egress {egress}"
 
 
+@rule("own network: DNS on, no way to or from the internet, endpoints for every API called")
+def _():
+    assert template["Parameters"]["CreateNetwork"]["Default"] == "true"
+    network = {name: r for name, r in resources.items() if r.get("Condition") == "MakeNetwork"}
+    kinds = {r["Type"] for r in resources.values()}
+    for kind in ("AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::VPCGatewayAttachment",
+                 "AWS::EC2::EIP", "AWS::EC2::Route"):
+        assert kind not in kinds, f"{kind} in the template"
+    vpc = resources["Vpc"]["Properties"]
+    assert vpc["EnableDnsSupport"] is True and vpc["EnableDnsHostnames"] is True, vpc
+    subnets = [r for r in network.values() if r["Type"] == "AWS::EC2::Subnet"]
+    assert len(subnets) == 2 and all(s["Properties"]["MapPublicIpOnLaunch"] is False for s in subnets)
+    assert {s["Properties"]["AvailabilityZone"]["Fn::Select"][0] for s in subnets} == {0, 1}, "not two AZs"
+    endpoints = {}
+    for r in network.values():
+        if r["Type"] == "AWS::EC2::VPCEndpoint":
+            service = r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]
+            endpoints[service] = r["Properties"]
+    assert set(endpoints) == {"s3", "dynamodb", "ssm", "ssmmessages", "ec2messages", "secretsmanager", "logs",
+                              "monitoring", "sqs", "cloudformation"}, sorted(endpoints)
+    for service, props in endpoints.items():
+        if service in ("s3", "dynamodb"):
+            assert props["VpcEndpointType"] == "Gateway" and props["RouteTableIds"], service
+        else:
+            assert props["VpcEndpointType"] == "Interface" and props["PrivateDnsEnabled"] is True, service
+            assert len(props["SubnetIds"]) == 2, service
+    # Every resource with a VPC or subnet takes the stack's own with CreateNetwork true.
+    for name in ("ForwarderSecurityGroup", "InstanceSecurityGroup"):
+        assert resources[name]["Properties"]["VpcId"] == {"Fn::If": ["MakeNetwork", {"Ref": "Vpc"}, {"Ref": "VpcId"}]}
+    assert resources["DaemonInstance"]["Properties"]["SubnetId"]["Fn::If"][0] == "MakeNetwork"
+    assert resources["ForwarderFunction"]["Properties"]["VpcConfig"]["SubnetIds"]["Fn::If"][0] == "MakeNetwork"
+    rule = template["Rules"]["OwnNetworkIsComplete"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "CreateNetwork"}, "false"]}
+    assert len(rule["Assertions"]) == 3
+
+
+@rule("cfn-lint ignores: only the bring-your-own-network references, whose defaults are empty")
+def _():
+    ignores = {(name, code) for name, r in resources.items()
+               for code in r.get("Metadata", {}).get("cfn-lint", {}).get("config", {}).get("ignore_checks", [])}
+    assert ignores == {("ForwarderSecurityGroup", "W1030"), ("InstanceSecurityGroup", "W1030"),
+                       ("DaemonInstance", "W1030"), ("ForwarderFunction", "W1033")}, sorted(ignores)
+
+
 @rule("instance: IMDSv2 only, encrypted root and scratch volumes, profile, signal on first boot")
 def _():
     data = resources["DaemonLaunchTemplate"]["Properties"]["LaunchTemplateData"]
