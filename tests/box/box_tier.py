@@ -175,7 +175,7 @@ TEXT_EVENT = re.compile(r"^\S+\s+(?:TRACE|DEBUG|INFO|WARN|ERROR) (.*?)(?= \w+=|$
 
 def event(line):
     """A daemon's log line (with or without journalctl's prefix) as a dict with its
-    "message": JSON ([log] format = "json", as the stack configures it) or text."""
+    "message": JSON (as the unit configures it, EC2_SERVICE__LOG__FORMAT=json) or text."""
     start = line.find("{")
     if start >= 0:
         try:

@@ -328,8 +328,10 @@ def _():
     group = resources["DaemonLogGroup"]["Properties"]
     assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, group
     # The daemon's lines are JSON, and the transformer lifts them out of the agent's body.MESSAGE.
+    unit = open(os.path.join(ROOT, "systemd", "ec2-service.service")).read()
+    assert re.search(r"^Environment=EC2_SERVICE__LOG__FORMAT=json$", unit, re.M), "the unit does not log JSON"
     config_toml = tomllib.loads(re.sub(r"@[A-Z_]+@", "1", open(os.path.join(ROOT, "systemd", "config.toml")).read()))
-    assert config_toml.get("log", {}).get("format") == "json", "systemd/config.toml: [log] format is not json"
+    assert "format" not in config_toml.get("log", {}), "systemd/config.toml sets [log] format: the unit's wins"
     steps = resources["DaemonLogTransformer"]["Properties"]["TransformerConfig"]
     assert steps == [{"ParseJSON": {}}, {"ParseJSON": {"Source": "body.MESSAGE"}}], steps
     assert resources["DaemonLogTransformer"]["Properties"]["LogGroupIdentifier"] == {"Ref": "DaemonLogGroup"}
