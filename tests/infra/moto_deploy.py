@@ -11,18 +11,28 @@ the real scripts/deploy with small stand-in artifacts (moto never runs them):
      writes (as moto rendered it) runs against moto into a scratch root: it fetches, verifies
      and installs the release, and refuses one changed in the bucket after the deploy.
   2. stack "pipe-dir" in direct mode: no job queue and no mapping, the DLQ still there.
-  3. "pipe-sqs" again with a new daemon binary: an update that keeps the instance, changes the
+  4. "pipe-sqs" again with a new daemon binary: an update that keeps the instance, changes the
      release parameter and the Lambda's code key, and reinstalls through SSM Run Command.
 
+  3. stack "pipe-own" with nothing but the stack's name and a region: the stack's own network
+     (CreateNetwork true: VPC, private subnets in two AZs, route table, gateway endpoints for
+     S3 and DynamoDB, interface endpoints, flow log) with the instance and the forwarder in
+     it, and the default artifact bucket.
+
 moto's CloudFormation ignores notifications, bucket and queue policies, most bucket
-properties, the secret, the alarms, the async invoke config and the egress rule: the static
-checks (cfn-lint, checkov, tests/infra/template_rules.py) cover those. Run by scripts/check-infra; prints one line per assertion group and exits
+properties, the secret, the alarms, the async invoke config, the egress rules, the log group's
+transformer, the instance's telemetry policy (AWS::IAM::RolePolicy), the template's Rules
+(the BYO-network assertion), the VPC's EnableDnsHostnames, the subnets' route table
+associations (created, not shown on the route table) and what VPC endpoints do (no private DNS, no policy is
+enforced; moto stores them): the static checks (cfn-lint, checkov,
+tests/infra/template_rules.py) cover those. Run by scripts/check-infra; prints one line per assertion group and exits
 non-zero on the first failure.
 
     .venv/bin/python tests/infra/moto_deploy.py
 """
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -35,6 +45,8 @@ import urllib.request
 import zipfile
 
 import boto3
+
+from moto_stack import complete_user_data
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
@@ -87,16 +99,15 @@ def make_artifacts(directory, daemon_text):
     return zip_path, daemon
 
 
-def deploy(endpoint, env, stack, zip_path, daemon, params):
+def deploy(endpoint, env, stack, zip_path, daemon, params, artifact_bucket=ARTIFACT_BUCKET):
     cmd = [
         os.path.join(ROOT, "scripts", "deploy"),
-        "--stack-name", stack,
-        "--artifact-bucket", ARTIFACT_BUCKET,
+        "--stack", stack,
         "--region", REGION,
         "--endpoint-url", endpoint,
         "--lambda-zip", zip_path,
         "--daemon-binary", daemon,
-    ]
+    ] + (["--artifact-bucket", artifact_bucket] if artifact_bucket else [])
     for key, value in params.items():
         cmd += ["-p", f"{key}={value}"]
     started = time.monotonic()
@@ -133,17 +144,16 @@ def first_boot_install(endpoint, clients, outputs, work, secret_arn):
     """Runs the ec2-service-install that the stack's UserData writes (as moto rendered it),
     against moto and into a scratch root: the fetch of the release the stack names, its
     checks, and install-release.sh."""
-    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
     import base64
-    user_data = base64.b64decode(ec2.describe_instance_attribute(
-        InstanceId=outputs["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+    # moto does not create the secret, so ${SigningSecret} stays as it is (moto_stack fills it).
+    user_data = complete_user_data(base64.b64decode(ec2.describe_instance_attribute(
+        InstanceId=outputs["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode(), secret_arn)
     fake = os.path.join(work, "instance")
     bin_dir = os.path.join(work, "instance-bin")
     os.makedirs(os.path.join(fake, "etc", "ec2-service"), exist_ok=True)
     os.makedirs(bin_dir, exist_ok=True)
     stack_env = heredoc(user_data, "/etc/ec2-service/stack.env")
-    # moto does not create the secret, so ${SigningSecret} stays as it is.
-    stack_env = stack_env.replace("${SigningSecret}", secret_arn)
     with open(os.path.join(fake, "etc", "ec2-service", "stack.env"), "w") as f:
         f.write(stack_env)
     installer = heredoc(user_data, "/usr/local/sbin/ec2-service-install").replace(
@@ -173,12 +183,12 @@ def resources_of(cf, stack):
 
 
 def assert_common(clients, stack, env_name, printed):
-    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
     outputs = outputs_of(cf, stack)
     expected = {
         "SourceBucketName", "OutputBucketName", "TableName", "InstanceId", "InstancePrivateIp",
         "ForwarderFunctionName", "DeadLetterQueueUrl", "ReleaseParameterName", "ConnectCommand",
-        "LogsCommand", "ReinstallCommand", "UploadCommand",
+        "LogsCommand", "ReinstallCommand", "UploadCommand", "DaemonLogGroupName", "DashboardName",
     }
     check(expected <= set(outputs), f"{stack}: outputs missing {sorted(expected - set(outputs))}")
     for key in expected:
@@ -260,17 +270,96 @@ def assert_common(clients, stack, env_name, printed):
     release = ssm.get_parameter(Name=outputs["ReleaseParameterName"])["Parameter"]["Value"].split()
     check(len(release) == 3 and release[2] == "k1", f"release parameter {release}")
     prefix, manifest_sha = release[0], release[1]
-    manifest = s3.get_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}SHA256SUMS")["Body"].read()
+    bucket = [p["ParameterValue"] for p in cf.describe_stacks(StackName=stack)["Stacks"][0]["Parameters"]
+              if p["ParameterKey"] == "ArtifactBucket"][0]
+    manifest = s3.get_object(Bucket=bucket, Key=f"{prefix}SHA256SUMS")["Body"].read()
     check(hashlib.sha256(manifest).hexdigest() == manifest_sha, "SHA256SUMS does not match the release parameter")
     names = sorted(line.split()[1] for line in manifest.decode().splitlines())
     check(names == ["config.toml", "ec2-service", "ec2-service.service", "install-release.sh"], f"release files {names}")
     for line in manifest.decode().splitlines():
         digest, name = line.split()
-        body = s3.get_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}{name}")["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=f"{prefix}{name}")["Body"].read()
         check(hashlib.sha256(body).hexdigest() == digest, f"{name} does not match SHA256SUMS")
     check(config.get("CodeSize", 1) > 0, "function code")
     print(f"  {stack}: release {prefix} verified against the release parameter")
+
+    # CloudWatch: the daemon's log group (name, retention) and the dashboard.
+    logs, cloudwatch = clients[8], clients[9]
+    group = outputs["DaemonLogGroupName"]
+    check(group == f"/image-pipeline/{env_name}/ec2-service", f"daemon log group {group}")
+    found = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+    check([g["logGroupName"] for g in found] == [group], f"log groups {found}")
+    check(found[0].get("retentionInDays") == 365, f"retention {found[0].get('retentionInDays')}")
+    dashboard = cloudwatch.get_dashboard(DashboardName=outputs["DashboardName"])
+    body = json.loads(dashboard["DashboardBody"])
+    metrics = {row[1] for w in body["widgets"] for row in w["properties"].get("metrics", []) if row[0] != "..."}
+    check(metrics == {"JobsFinished", "RenderSeconds", "QueueDepth", "OldestWaitingSeconds", "SourceBytes",
+                      "ScratchFreeBytes"}, f"dashboard metrics {metrics}")
+    check(all(f":alarm:{stack}-" in a for w in body["widgets"] if w["type"] == "alarm" for a in w["properties"]["alarms"]),
+          "dashboard alarms not named after the stack")
+    print(f"  {stack}: log group {group} (365 days), dashboard {outputs['DashboardName']} ({len(body['widgets'])} widgets)")
     return outputs, resources, release
+
+
+INTERFACE_ENDPOINTS = {"ssm", "ssmmessages", "ec2messages", "secretsmanager", "logs", "monitoring", "sqs",
+                       "cloudformation"}
+GATEWAY_ENDPOINTS = {"s3", "dynamodb"}
+
+
+def assert_own_network(clients, outputs, resources):
+    """CreateNetwork true, as moto creates it: the VPC, two private subnets in two AZs, one
+    route table with no way out, the gateway and interface endpoints, the flow log; the
+    instance and the forwarder placed in it."""
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
+    vpc_id = outputs["NetworkVpcId"]
+    check(vpc_id == resources["Vpc"]["PhysicalResourceId"], f"NetworkVpcId {vpc_id}")
+    vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
+    check(vpc["CidrBlock"] == "10.42.0.0/16", f"VPC CIDR {vpc['CidrBlock']}")
+    # (moto ignores EnableDnsHostnames, which the endpoints' private DNS needs: template rules.)
+    subnet_ids = outputs["PrivateSubnetIds"].split(",")
+    subnets = ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"]
+    check(sorted(s["CidrBlock"] for s in subnets) == ["10.42.0.0/24", "10.42.1.0/24"], f"subnets {subnets}")
+    check(len({s["AvailabilityZone"] for s in subnets}) == 2, "the subnets are not in two AZs")
+    check(all(s["VpcId"] == vpc_id and not s["MapPublicIpOnLaunch"] for s in subnets), "a public subnet")
+    igws = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc_id]}])
+    check(not igws["InternetGateways"], "an internet gateway on the stack's VPC")
+    check(not ec2.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["NatGateways"], "a NAT gateway")
+    table = ec2.describe_route_tables(RouteTableIds=[resources["PrivateRouteTable"]["PhysicalResourceId"]])["RouteTables"][0]
+    # moto keeps a stack's SubnetRouteTableAssociation apart from the route table (it does
+    # not show in describe-route-tables): that they were created is what it can tell.
+    for name in ("PrivateSubnetARouteTable", "PrivateSubnetBRouteTable"):
+        check(resources[name]["ResourceStatus"] == "CREATE_COMPLETE", f"{name}: {resources[name]}")
+    for route in table["Routes"]:
+        check(not route.get("GatewayId", "local").startswith("igw-") and "NatGatewayId" not in route,
+              f"a route out of the VPC: {route}")
+    endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["VpcEndpoints"]
+    by_service = {e["ServiceName"].rsplit(".", 1)[1]: e for e in endpoints}
+    check(set(by_service) == INTERFACE_ENDPOINTS | GATEWAY_ENDPOINTS, f"endpoints {sorted(by_service)}")
+    endpoint_group = resources["EndpointSecurityGroup"]["PhysicalResourceId"]
+    for name in GATEWAY_ENDPOINTS:
+        e = by_service[name]
+        check(e["VpcEndpointType"] == "Gateway" and e["RouteTableIds"] == [table["RouteTableId"]], f"{name}: {e}")
+    for name in INTERFACE_ENDPOINTS:
+        e = by_service[name]
+        check(e["VpcEndpointType"] == "Interface" and e["PrivateDnsEnabled"], f"{name}: {e}")
+        check(sorted(e["SubnetIds"]) == sorted(subnet_ids), f"{name}: subnets {e['SubnetIds']}")
+        check([g["GroupId"] for g in e["Groups"]] == [endpoint_group], f"{name}: groups {e['Groups']}")
+    group = ec2.describe_security_groups(GroupIds=[endpoint_group])["SecurityGroups"][0]
+    check([(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in group["IpPermissions"]]
+          == [(443, 443, ["10.42.0.0/16"])], f"endpoint group ingress {group['IpPermissions']}")
+    flow = ec2.describe_flow_logs(Filters=[{"Name": "resource-id", "Values": [vpc_id]}])["FlowLogs"]
+    check(len(flow) == 1 and flow[0]["TrafficType"] == "REJECT"
+          and flow[0]["LogGroupName"] == resources["FlowLogGroup"]["PhysicalResourceId"], f"flow logs {flow}")
+    instance = ec2.describe_instances(InstanceIds=[outputs["InstanceId"]])["Reservations"][0]["Instances"][0]
+    check(instance["SubnetId"] == subnet_ids[0], f"instance in {instance['SubnetId']}")
+    fn = lam.get_function_configuration(FunctionName=outputs["ForwarderFunctionName"])
+    check(sorted(fn["VpcConfig"]["SubnetIds"]) == sorted(subnet_ids), f"forwarder subnets {fn['VpcConfig']}")
+    for name in ("InstanceSecurityGroup", "ForwarderSecurityGroup"):
+        sg = ec2.describe_security_groups(GroupIds=[resources[name]["PhysicalResourceId"]])["SecurityGroups"][0]
+        check(sg["VpcId"] == vpc_id, f"{name} in {sg['VpcId']}")
+    print(f"  pipe-own: VPC {vpc_id} 10.42.0.0/16, subnets in {sorted(s['AvailabilityZone'] for s in subnets)}, "
+          f"no internet or NAT gateway, {len(GATEWAY_ENDPOINTS)} gateway + {len(INTERFACE_ENDPOINTS)} interface "
+          "endpoints, REJECT flow log; instance and forwarder inside")
 
 
 def main():
@@ -285,16 +374,17 @@ def main():
         session = boto3.session.Session(region_name=REGION)
         clients = tuple(
             session.client(name, endpoint_url=endpoint)
-            for name in ("cloudformation", "s3", "dynamodb", "sqs", "lambda", "ec2", "iam", "ssm")
+            for name in ("cloudformation", "s3", "dynamodb", "sqs", "lambda", "ec2", "iam", "ssm", "logs", "cloudwatch")
         )
-        cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients
+        cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
 
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         subnets = [
             ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
             for i, az in ((1, "a"), (2, "b"))
         ]
-        network = {"VpcId": vpc, "InstanceSubnetId": subnets[0], "LambdaSubnetIds": ",".join(subnets)}
+        network = {"CreateNetwork": "false", "VpcId": vpc, "InstanceSubnetId": subnets[0],
+                   "LambdaSubnetIds": ",".join(subnets)}
         zip_path, daemon = make_artifacts(work, "#!/bin/sh\necho stand-in daemon 1\n")
 
         # 1. sqs mode
@@ -349,7 +439,15 @@ def main():
               "an SQS mapping in direct mode")
         print("  pipe-dir: no job queue, no mapping (S3 invokes the function; DLQ as on-failure destination)")
 
-        # 3. a new daemon release on the sqs stack: same instance, reinstalled through SSM.
+        # 3. what a newcomer runs: only the stack's name and a region (the stand-in artifacts
+        # and the endpoint are the test's). The stack makes its own network.
+        printed, _ = deploy(endpoint, env, "pipe-own", zip_path, daemon, {}, artifact_bucket=None)
+        own_outputs, own_resources, _ = assert_common(clients, "pipe-own", "dev", printed)
+        assert_own_network(clients, own_outputs, own_resources)
+        check(s3.head_bucket(Bucket=f"image-pipeline-artifacts-123456789012-{REGION}") is not None,
+              "no default artifact bucket")
+
+        # 4. a new daemon release on the sqs stack: same instance, reinstalled through SSM.
         zip_path, daemon = make_artifacts(work, "#!/bin/sh\necho stand-in daemon 2\n")
         printed, log = deploy(endpoint, env, "pipe-sqs", zip_path, daemon, {})
         new_outputs = outputs_of(cf, "pipe-sqs")
@@ -369,12 +467,12 @@ def main():
               f"no ec2-service-install command sent: {commands}")
         print(f"  pipe-sqs update: release {new_release[0]}, same instance, reinstalled through SSM Run Command")
 
-        # 4. the same release again: nothing to reinstall.
+        # 5. the same release again: nothing to reinstall.
         printed, log = deploy(endpoint, env, "pipe-sqs", zip_path, daemon, {})
         check("release unchanged" in log, "a redeploy of the same release reinstalled:\n" + log)
         print("  pipe-sqs redeploy of the same release: no change, no reinstall")
-        print("moto-deploy: 2 stacks (sqs, direct), first-boot install and a refused tampered release, "
-              "1 update with reinstall, 1 no-op redeploy: all assertions hold")
+        print("moto-deploy: 3 stacks (sqs and direct in your network, sqs in its own), first-boot install and "
+              "a refused tampered release, 1 update with reinstall, 1 no-op redeploy: all assertions hold")
     except BaseException:
         # Whatever moto said last (an error of moto's own shows as a 500 to the CLI).
         lines = open(os.path.join(work, "moto.log"), errors="replace").read().splitlines()

@@ -20,8 +20,22 @@ moto as it is.
    are to be performed", which the CLI reports as an error. Here such a change set is created
    and executes as a no-op.
 
+5. A template over 51,200 bytes reaches CloudFormation as a TemplateURL (the CLI's deploy
+   uploads it first). Pointed at this server, the URL is path-style on a loopback address,
+   which moto reads as a bucket named "127"; here a loopback URL is read path-style, as a
+   "localhost" one already is.
+6. moto has no Fn::Cidr, and reads Fn::GetAZs "" (the stack's own region) as us-east-1's
+   zones. Here Fn::Cidr splits the block as CloudFormation does (COUNT blocks of BITS host
+   bits, in order from its start), and an empty Fn::GetAZs names the stack's region's zones.
+
     .venv/bin/python tests/infra/moto_server.py -H 127.0.0.1 -p 0   # same arguments as moto_server
 """
+
+import ipaddress
+from urllib.parse import urlparse
+
+import moto.cloudformation.parsing as cloudformation_parsing
+import moto.cloudformation.responses as cloudformation_responses
 
 from moto.cloudformation.models import CloudFormationBackend, Stack
 from moto.cloudformation.parsing import ResourceMap
@@ -76,6 +90,39 @@ def _create_change_set_even_if_empty(self):
     return _create_change_set(self)
 
 
+_get_stack_from_s3_url = cloudformation_responses.get_stack_from_s3_url
+
+
+def _get_stack_from_loopback_url(template_url, account_id, partition):
+    host = urlparse(template_url).hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        # "localhost" is the spelling moto reads path-style.
+        template_url = template_url.replace(host, "localhost", 1)
+    return _get_stack_from_s3_url(template_url, account_id=account_id, partition=partition)
+
+
+cloudformation_responses.get_stack_from_s3_url = _get_stack_from_loopback_url
+
+_clean_json = cloudformation_parsing.clean_json
+
+
+def _clean_json_with_cidr_and_azs(resource_json, resources_map):
+    if isinstance(resource_json, dict) and "Fn::Cidr" in resource_json:
+        block, count, bits = (_clean_json_with_cidr_and_azs(v, resources_map) for v in resource_json["Fn::Cidr"])
+        network = ipaddress.ip_network(block)
+        subnets = network.subnets(new_prefix=network.max_prefixlen - int(bits))
+        return [str(next(subnets)) for _ in range(int(count))]
+    if isinstance(resource_json, dict) and resource_json.get("Fn::GetAZs", None) == "":
+        return [f"{resources_map._region_name}{zone}" for zone in "abc"]
+    return _clean_json(resource_json, resources_map)
+
+
+# clean_json calls itself through the module's name, so nested uses go through this too.
+cloudformation_parsing.clean_json = _clean_json_with_cidr_and_azs
 CloudFormationBackend.execute_change_set = _execute_change_set_with_outputs
 CloudFormationResponse.create_change_set = _create_change_set_even_if_empty
 Stack.stack_parameters = property(_previous_parameter_values)

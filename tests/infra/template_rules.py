@@ -8,6 +8,7 @@ syntax of the UserData script. Run by scripts/check-infra.
 """
 
 import configparser
+import json
 import os
 import re
 import subprocess
@@ -26,6 +27,8 @@ STAR_RESOURCE_ALLOWED = {
         "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
         "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
     },
+    # CloudWatch metrics (no resource type; scoped by the namespace condition instead).
+    "PublishMetrics": {"cloudwatch:PutMetricData"},
     # The SSM agent (Session Manager, Run Command).
     "SessionManagerAgent": {
         "ssm:UpdateInstanceInformation", "ssm:ListInstanceAssociations", "ssm:UpdateInstanceAssociationStatus",
@@ -35,6 +38,14 @@ STAR_RESOURCE_ALLOWED = {
         "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply",
     },
 }
+
+# The CloudWatch agent's journald input: the first version that has it (AWS-FACTS.md), the
+# keys a collect_list entry may have (the agent's config schema, 1.300071.0).
+AGENT_JOURNALD_SINCE = (1, 300070, 0)
+AGENT_JOURNALD_KEYS = {"log_group_name", "log_stream_name", "log_group_class", "retention_in_days",
+                       "filters", "units", "priority", "matches"}
+AGENT_PRIORITIES = {"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}
+METRICS_NAMESPACE = "ImagePipeline"
 
 failures = []
 rules_run = 0
@@ -87,20 +98,27 @@ def _():
             assert len(skip.get("comment", "").strip()) >= 40, f"{name}: {skip['id']} has no real reason"
 
 
-@rule('IAM: "*" resources only for the ENI and SSM-agent actions; no wildcard actions')
+@rule('IAM: "*" resources only for the ENI, SSM-agent and metrics actions; no wildcard actions')
 def _():
+    documents = []
     for name, role in of_type("AWS::IAM::Role").items():
         props = role["Properties"]
         assert "ManagedPolicyArns" not in props, f"{name} attaches managed policies"
-        for policy in props["Policies"]:
-            for branch in statements(policy["PolicyDocument"]):
-                for st in if_branches(branch):
-                    actions = set(as_list(st["Action"]))
-                    assert all("*" not in a for a in actions), f"{name}/{st.get('Sid')}: wildcard action {actions}"
-                    if "*" in as_list(st["Resource"]):
-                        allowed = STAR_RESOURCE_ALLOWED.get(st.get("Sid"))
-                        assert allowed is not None, f"{name}/{st.get('Sid')}: Resource '*'"
-                        assert actions <= allowed, f"{name}/{st['Sid']}: {sorted(actions - allowed)} on '*'"
+        documents += [(name, policy["PolicyDocument"]) for policy in props["Policies"]]
+    documents += [(name, policy["Properties"]["PolicyDocument"])
+                  for name, policy in of_type("AWS::IAM::RolePolicy").items()]
+    for name, document in documents:
+        for branch in statements(document):
+            for st in if_branches(branch):
+                actions = set(as_list(st["Action"]))
+                assert all("*" not in a for a in actions), f"{name}/{st.get('Sid')}: wildcard action {actions}"
+                if "*" in as_list(st["Resource"]):
+                    allowed = STAR_RESOURCE_ALLOWED.get(st.get("Sid"))
+                    assert allowed is not None, f"{name}/{st.get('Sid')}: Resource '*'"
+                    assert actions <= allowed, f"{name}/{st['Sid']}: {sorted(actions - allowed)} on '*'"
+                    if st["Sid"] == "PublishMetrics":
+                        namespace = st.get("Condition", {}).get("StringEquals", {}).get("cloudwatch:namespace")
+                        assert namespace == METRICS_NAMESPACE, f"{name}/PublishMetrics: namespace {namespace}"
 
 
 @rule("buckets: private, encrypted, versioned, multipart cleanup, TLS-only policy")
@@ -178,6 +196,50 @@ def _():
             assert egress["FromPort"] == egress["ToPort"] == 443, f"{name}: egress {egress}"
 
 
+@rule("own network: DNS on, no way to or from the internet, endpoints for every API called")
+def _():
+    assert template["Parameters"]["CreateNetwork"]["Default"] == "true"
+    network = {name: r for name, r in resources.items() if r.get("Condition") == "MakeNetwork"}
+    kinds = {r["Type"] for r in resources.values()}
+    for kind in ("AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::VPCGatewayAttachment",
+                 "AWS::EC2::EIP", "AWS::EC2::Route"):
+        assert kind not in kinds, f"{kind} in the template"
+    vpc = resources["Vpc"]["Properties"]
+    assert vpc["EnableDnsSupport"] is True and vpc["EnableDnsHostnames"] is True, vpc
+    subnets = [r for r in network.values() if r["Type"] == "AWS::EC2::Subnet"]
+    assert len(subnets) == 2 and all(s["Properties"]["MapPublicIpOnLaunch"] is False for s in subnets)
+    assert {s["Properties"]["AvailabilityZone"]["Fn::Select"][0] for s in subnets} == {0, 1}, "not two AZs"
+    endpoints = {}
+    for r in network.values():
+        if r["Type"] == "AWS::EC2::VPCEndpoint":
+            service = r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]
+            endpoints[service] = r["Properties"]
+    assert set(endpoints) == {"s3", "dynamodb", "ssm", "ssmmessages", "ec2messages", "secretsmanager", "logs",
+                              "monitoring", "sqs", "cloudformation"}, sorted(endpoints)
+    for service, props in endpoints.items():
+        if service in ("s3", "dynamodb"):
+            assert props["VpcEndpointType"] == "Gateway" and props["RouteTableIds"], service
+        else:
+            assert props["VpcEndpointType"] == "Interface" and props["PrivateDnsEnabled"] is True, service
+            assert len(props["SubnetIds"]) == 2, service
+    # Every resource with a VPC or subnet takes the stack's own with CreateNetwork true.
+    for name in ("ForwarderSecurityGroup", "InstanceSecurityGroup"):
+        assert resources[name]["Properties"]["VpcId"] == {"Fn::If": ["MakeNetwork", {"Ref": "Vpc"}, {"Ref": "VpcId"}]}
+    assert resources["DaemonInstance"]["Properties"]["SubnetId"]["Fn::If"][0] == "MakeNetwork"
+    assert resources["ForwarderFunction"]["Properties"]["VpcConfig"]["SubnetIds"]["Fn::If"][0] == "MakeNetwork"
+    rule = template["Rules"]["OwnNetworkIsComplete"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "CreateNetwork"}, "false"]}
+    assert len(rule["Assertions"]) == 3
+
+
+@rule("cfn-lint ignores: only the bring-your-own-network references, whose defaults are empty")
+def _():
+    ignores = {(name, code) for name, r in resources.items()
+               for code in r.get("Metadata", {}).get("cfn-lint", {}).get("config", {}).get("ignore_checks", [])}
+    assert ignores == {("ForwarderSecurityGroup", "W1030"), ("InstanceSecurityGroup", "W1030"),
+                       ("DaemonInstance", "W1030"), ("ForwarderFunction", "W1033")}, sorted(ignores)
+
+
 @rule("instance: IMDSv2 only, encrypted root and scratch volumes, profile, signal on first boot")
 def _():
     data = resources["DaemonLaunchTemplate"]["Properties"]["LaunchTemplateData"]
@@ -236,6 +298,96 @@ def _():
     keys = {line.split("=", 1)[0] for line in stack_env.splitlines()}
     assert placeholders - {"MEMORY_BUDGET_BYTES"} <= keys, f"stack.env lacks {placeholders - keys}"
     assert service["MemoryMax"].endswith("%") and int(service["MemoryMax"][:-1]) > 60, "MemoryMax not above the budget"
+
+
+@rule("CloudWatch agent: pinned >= 1.300070.0, its journald config ships the unit to the stack's log group")
+def _():
+    sub = resources["DaemonInstance"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    version = re.search(r"^\s*agent_version=(\d+)\.(\d+)\.(\d+)$", sub, re.M)
+    assert version, "no agent_version= in the UserData"
+    assert tuple(map(int, version.groups())) >= AGENT_JOURNALD_SINCE, f"agent {version.group(0).strip()}"
+    assert re.search(r"^\s*agent_key=[0-9A-F]{40}$", sub, re.M), "no pinned signing key fingerprint"
+    assert "gpgv --status-fd 1" in sub and "VALIDSIG" in sub, "the package signature is not checked"
+    raw = re.search(r"cat > /etc/ec2-service/cloudwatch-agent.json <<'EOF'\n(.*?)\nEOF\n", sub, re.S).group(1)
+    config = json.loads(raw)
+    assert set(config) <= {"agent", "logs"}, sorted(config)
+    assert config["agent"].get("run_as_user") == "cwagent", config["agent"]
+    collected = config["logs"]["logs_collected"]
+    assert set(collected) == {"journald"}, sorted(collected)
+    entries = collected["journald"]["collect_list"]
+    assert set(collected["journald"]) == {"collect_list"} and len(entries) == 1, collected["journald"]
+    entry = entries[0]
+    assert set(entry) <= AGENT_JOURNALD_KEYS, f"keys the agent does not know: {sorted(set(entry) - AGENT_JOURNALD_KEYS)}"
+    assert entry["log_group_name"] == "${DaemonLogGroup}", entry["log_group_name"]
+    assert entry["log_stream_name"] == "{instance_id}", entry["log_stream_name"]
+    assert entry.get("priority", "info") in AGENT_PRIORITIES, entry.get("priority")
+    unit = os.path.basename("ec2-service.service").removesuffix(".service")
+    assert entry["units"] == [unit], entry["units"]
+    # The stack owns the log group and its retention: the agent must not set another.
+    assert "retention_in_days" not in entry
+    group = resources["DaemonLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, group
+    # The daemon's lines are JSON, and the transformer lifts them out of the agent's body.MESSAGE.
+    unit = open(os.path.join(ROOT, "systemd", "ec2-service.service")).read()
+    assert re.search(r"^Environment=EC2_SERVICE__LOG__FORMAT=json$", unit, re.M), "the unit does not log JSON"
+    config_toml = tomllib.loads(re.sub(r"@[A-Z_]+@", "1", open(os.path.join(ROOT, "systemd", "config.toml")).read()))
+    assert "format" not in config_toml.get("log", {}), "systemd/config.toml sets [log] format: the unit's wins"
+    steps = resources["DaemonLogTransformer"]["Properties"]["TransformerConfig"]
+    assert steps == [{"ParseJSON": {}}, {"ParseJSON": {"Source": "body.MESSAGE"}}], steps
+    assert resources["DaemonLogTransformer"]["Properties"]["LogGroupIdentifier"] == {"Ref": "DaemonLogGroup"}
+    statement = [st for st in statements(resources["DaemonTelemetryPolicy"]["Properties"]["PolicyDocument"])
+                 if st["Sid"] == "ShipJournal"][0]
+    assert statement["Resource"] == {"Fn::GetAtt": ["DaemonLogGroup", "Arn"]}, statement
+    assert "logs:CreateLogGroup" not in as_list(statement["Action"]), "the agent may create log groups"
+
+
+def readme_metrics():
+    """The metric names, their dimensions and the namespace, from the README's table."""
+    section = open(os.path.join(ROOT, "README.md")).read().split("### Metrics", 1)[1].split("\n### ", 1)[0]
+    namespace = re.search(r"namespace `([A-Za-z]+)`", section).group(1)
+    rows = re.findall(r"^\| `([A-Za-z]+)` \| ([^|]+) \|", section, re.M)
+    return namespace, {name: set(re.findall(r"`([A-Za-z]+)`", dims)) for name, dims in rows}
+
+
+@rule("metrics: alarms and dashboard use the README's namespace, names and dimensions")
+def _():
+    namespace, metrics = readme_metrics()
+    assert namespace == METRICS_NAMESPACE, namespace
+    assert set(metrics) == {"JobsFinished", "RenderSeconds", "QueueDepth", "OldestWaitingSeconds",
+                            "SourceBytes", "ScratchFreeBytes"}, sorted(metrics)
+    used = []
+    for name, alarm in of_type("AWS::CloudWatch::Alarm").items():
+        props = alarm["Properties"]
+        stats = [props] if "MetricName" in props else [m["MetricStat"]["Metric"] for m in props.get("Metrics", [])
+                                                        if "MetricStat" in m]
+        for stat in stats:
+            if stat["Namespace"] == namespace:
+                used.append((name, stat["MetricName"], {d["Name"] for d in stat["Dimensions"]}))
+                stack_dim = [d for d in stat["Dimensions"] if d["Name"] == "Stack"]
+                assert stack_dim and stack_dim[0]["Value"] == {"Ref": "AWS::StackName"}, f"{name}: Stack dimension"
+    alarmed = {metric for _, metric, _ in used}
+    assert {"JobsFinished", "OldestWaitingSeconds", "QueueDepth", "ScratchFreeBytes"} <= alarmed, alarmed
+    body = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    dashboard = json.loads(re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: f"stand-in-{m.group(1)}", body))
+    for widget in dashboard["widgets"]:
+        previous = None
+        for row in widget["properties"].get("metrics", []):
+            parts = [p for p in row if isinstance(p, str)]
+            if parts[0] == "...":
+                parts = previous[:len(previous) - (len(parts) - 1)] + parts[1:]
+            previous = parts
+            assert parts[0] == namespace, parts
+            dims = dict(zip(parts[2::2], parts[3::2]))
+            used.append(("Dashboard", parts[1], set(dims)))
+            assert dims.get("Stack") == "stand-in-AWS::StackName", parts
+    for where, metric, dims in used:
+        assert metric in metrics, f"{where}: {metric} is not in the README"
+        assert dims == metrics[metric], f"{where}: {metric} with {sorted(dims)}, README says {sorted(metrics[metric])}"
+    alarm_names = {r["Properties"]["AlarmName"]["Fn::Sub"] for r in of_type("AWS::CloudWatch::Alarm").values()
+                   if "AlarmName" in r["Properties"]}
+    listed = [w for w in dashboard["widgets"] if w["type"] == "alarm"][0]["properties"]["alarms"]
+    listed = {a.split(":alarm:", 1)[1].replace("stand-in-AWS::StackName", "${AWS::StackName}") for a in listed}
+    assert listed == alarm_names, f"dashboard alarms {sorted(listed)} vs {sorted(alarm_names)}"
 
 
 if failures:
