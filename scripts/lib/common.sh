@@ -86,3 +86,15 @@ ensure_s3s() {
     fi
     export S3S_FS="$dir/bin/s3s-fs"
 }
+
+# ensure_browser_tools: Debian's Chromium (headless) and Playwright's Python package (pinned)
+# in .venv/ to drive it; Playwright's own browser download is never used.
+PLAYWRIGHT_VERSION="1.65.2"
+ensure_browser_tools() {
+    ensure_commands chromium:chromium
+    ensure_venv
+    if ! "$venv/bin/python" -c "import playwright, importlib.metadata as m, sys; sys.exit(m.version('playwright') != '$PLAYWRIGHT_VERSION')" 2>/dev/null; then
+        say "installing playwright==$PLAYWRIGHT_VERSION into $venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
+    fi
+}
