@@ -137,13 +137,17 @@ impl ApiError {
                 (status, refusal.code(), public)
             }
             ApiError::BadCursor => (400, "bad-cursor", public),
-            ApiError::Records(RecordError::Throttled { .. }) => {
-                (503, "throttled", "too many requests; try again in a moment".to_owned())
-            }
+            ApiError::Records(RecordError::Throttled { .. }) => (
+                503,
+                "throttled",
+                "too many requests; try again in a moment".to_owned(),
+            ),
             ApiError::Records(RecordError::Failed { .. } | RecordError::Exists(_))
-            | ApiError::Credentials(_) => {
-                (500, "internal-error", "the request could not be completed".to_owned())
-            }
+            | ApiError::Credentials(_) => (
+                500,
+                "internal-error",
+                "the request could not be completed".to_owned(),
+            ),
         }
     }
 
@@ -156,7 +160,9 @@ impl ApiError {
         }
         let mut response = ApiResponse::json(status, &json!({ "code": code, "message": message }));
         if status == 503 {
-            response.headers.insert("retry-after".to_owned(), "1".to_owned());
+            response
+                .headers
+                .insert("retry-after".to_owned(), "1".to_owned());
         }
         response
     }
@@ -239,11 +245,19 @@ impl Api {
     async fn upload(&self, request: &ApiRequest, folder: &str) -> Result<(u16, Value), ApiError> {
         let body = body_text(request)?;
         let wanted: UploadRequest = serde_json::from_str(&body).map_err(|e| {
-            ApiError::BadRequest(format!("the body must be {{\"name\", \"content_type\", \"size\"}}: {e}"))
+            ApiError::BadRequest(format!(
+                "the body must be {{\"name\", \"content_type\", \"size\"}}: {e}"
+            ))
         })?;
         let accepted = upload::check(&wanted, self.config.max_source_bytes)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let key = upload::source_key(&self.config.prefix, folder, &id, &wanted.name, accepted.extension);
+        let key = upload::source_key(
+            &self.config.prefix,
+            folder,
+            &id,
+            &wanted.name,
+            accepted.extension,
+        );
         let credentials = self.signing_credentials().await?;
         let now = SystemTime::now();
         let expires_at = now + self.config.upload_expiry;
@@ -303,12 +317,19 @@ impl Api {
             None => DEFAULT_PAGE,
             Some(text) => match text.parse::<i32>() {
                 Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-                _ => return Err(ApiError::BadRequest(format!("limit must be 1 to {MAX_PAGE}"))),
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "limit must be 1 to {MAX_PAGE}"
+                    )));
+                }
             },
         };
         let cursor = match query.get("cursor").filter(|c| !c.is_empty()) {
             None => None,
-            Some(text) => Some(decode_cursor(text, &format!("{}{folder}/", self.config.prefix))?),
+            Some(text) => Some(decode_cursor(
+                text,
+                &format!("{}{folder}/", self.config.prefix),
+            )?),
         };
         let page = self.records.list(folder, limit, cursor.as_ref()).await?;
         let now = SystemTime::now();
@@ -321,7 +342,9 @@ impl Api {
             .items
             .iter()
             .filter_map(|item| view::image(item, &self.config.public_base_url))
-            .filter(|image| !(image.status == STATUS_UPLOADING && stale(image.uploaded_at.as_deref())))
+            .filter(|image| {
+                !(image.status == STATUS_UPLOADING && stale(image.uploaded_at.as_deref()))
+            })
             .map(|image| serde_json::to_value(image).unwrap_or(Value::Null))
             .collect();
         Ok((
@@ -388,7 +411,9 @@ fn decode_cursor(text: &str, folder_prefix: &str) -> Result<Cursor, ApiError> {
         .map_err(|_| ApiError::BadCursor)?;
     let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| ApiError::BadCursor)?;
     // A cursor names a key of the caller's own; anything else is refused.
-    if !cursor.key.starts_with(folder_prefix) || humantime::parse_rfc3339(&cursor.uploaded_at).is_err() {
+    if !cursor.key.starts_with(folder_prefix)
+        || humantime::parse_rfc3339(&cursor.uploaded_at).is_err()
+    {
         return Err(ApiError::BadCursor);
     }
     Ok(cursor)
@@ -405,35 +430,78 @@ mod tests {
             (ApiError::NoSuchRoute("GET /x".into()), 404, "no-such-route"),
             (ApiError::NotFound, 404, "not-found"),
             (ApiError::BadRequest("x".into()), 400, "bad-request"),
-            (Refusal::TooLarge { size: 2, max: 1 }.into(), 413, "source-too-large"),
+            (
+                Refusal::TooLarge { size: 2, max: 1 }.into(),
+                413,
+                "source-too-large",
+            ),
             (Refusal::Empty.into(), 400, "empty-source"),
-            (Refusal::Unsupported { content_type: "text/html".into() }.into(), 415, "unsupported-format"),
+            (
+                Refusal::Unsupported {
+                    content_type: "text/html".into(),
+                }
+                .into(),
+                415,
+                "unsupported-format",
+            ),
             (ApiError::BadCursor, 400, "bad-cursor"),
-            (RecordError::Throttled { operation: "Query", message: "slow down".into() }.into(), 503, "throttled"),
-            (RecordError::Failed { operation: "Query", message: "secret detail".into() }.into(), 500, "internal-error"),
+            (
+                RecordError::Throttled {
+                    operation: "Query",
+                    message: "slow down".into(),
+                }
+                .into(),
+                503,
+                "throttled",
+            ),
+            (
+                RecordError::Failed {
+                    operation: "Query",
+                    message: "secret detail".into(),
+                }
+                .into(),
+                500,
+                "internal-error",
+            ),
             (ApiError::Credentials("none".into()), 500, "internal-error"),
         ];
         for (error, status, code) in cases {
             let response = error.response();
             assert_eq!(response.status_code, status, "{error}");
             assert_eq!(response.body_json()["code"], code, "{error}");
-            assert!(!response.body.contains("secret detail"), "internals leaked: {}", response.body);
+            assert!(
+                !response.body.contains("secret detail"),
+                "internals leaked: {}",
+                response.body
+            );
         }
         assert_eq!(
-            ApiError::Records(RecordError::Throttled { operation: "Query", message: String::new() })
-                .response()
-                .headers["retry-after"],
+            ApiError::Records(RecordError::Throttled {
+                operation: "Query",
+                message: String::new()
+            })
+            .response()
+            .headers["retry-after"],
             "1"
         );
     }
 
     #[test]
     fn cursors_round_trip_and_stay_in_the_callers_folder() {
-        let cursor = Cursor { key: "uploads/u1/a-b.jpg".into(), uploaded_at: "2026-12-01T10:00:00.000Z".into() };
+        let cursor = Cursor {
+            key: "uploads/u1/a-b.jpg".into(),
+            uploaded_at: "2026-12-01T10:00:00.000Z".into(),
+        };
         let text = encode_cursor(&cursor);
         assert_eq!(decode_cursor(&text, "uploads/u1/").unwrap(), cursor);
-        assert!(matches!(decode_cursor(&text, "uploads/u2/"), Err(ApiError::BadCursor)));
-        assert!(matches!(decode_cursor("!!", "uploads/u1/"), Err(ApiError::BadCursor)));
+        assert!(matches!(
+            decode_cursor(&text, "uploads/u2/"),
+            Err(ApiError::BadCursor)
+        ));
+        assert!(matches!(
+            decode_cursor("!!", "uploads/u1/"),
+            Err(ApiError::BadCursor)
+        ));
     }
 
     #[test]
@@ -441,7 +509,10 @@ mod tests {
         let mut request = ApiRequest::default();
         assert!(matches!(caller(&request), Err(ApiError::Unauthenticated)));
         request.request_context.authorizer = Some(Authorizer {
-            jwt: Some(Jwt { claims: HashMap::from([("sub".into(), json!("u-1"))]), scopes: None }),
+            jwt: Some(Jwt {
+                claims: HashMap::from([("sub".into(), json!("u-1"))]),
+                scopes: None,
+            }),
         });
         assert_eq!(caller(&request).unwrap(), "u-1");
         // The payload API Gateway sends parses, claims and all.

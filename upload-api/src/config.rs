@@ -82,38 +82,70 @@ fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 impl Config {
     /// Reads and validates the configuration through `lookup` (a variable's value, or `None`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let required = |name: &'static str| get(name).ok_or_else(|| problem(name, "is not set"));
-        let number = |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            let Some(text) = get(name) else { return Ok(default) };
-            let value: u64 = text
-                .parse()
-                .map_err(|_| problem(name, format!("{text:?} is not a whole number")))?;
-            if !(min..=max).contains(&value) {
-                return Err(problem(name, format!("{value} is not between {min} and {max}")));
-            }
-            Ok(value)
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
         };
+        let required = |name: &'static str| get(name).ok_or_else(|| problem(name, "is not set"));
+        let number =
+            |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                let Some(text) = get(name) else {
+                    return Ok(default);
+                };
+                let value: u64 = text
+                    .parse()
+                    .map_err(|_| problem(name, format!("{text:?} is not a whole number")))?;
+                if !(min..=max).contains(&value) {
+                    return Err(problem(
+                        name,
+                        format!("{value} is not between {min} and {max}"),
+                    ));
+                }
+                Ok(value)
+            };
 
         let table = required(TABLE)?;
         let bucket = required(SOURCE_BUCKET)?;
         let region = required(AWS_REGION)?;
         let prefix = get(SOURCE_PREFIX).unwrap_or_else(|| "uploads/".to_owned());
         if !prefix.ends_with('/') || prefix.starts_with('/') {
-            return Err(problem(SOURCE_PREFIX, format!("{prefix:?} must end with / and not start with /")));
+            return Err(problem(
+                SOURCE_PREFIX,
+                format!("{prefix:?} must end with / and not start with /"),
+            ));
         }
         let public_base_url = required(PUBLIC_BASE_URL)?;
         if !(public_base_url.starts_with("https://") || public_base_url.starts_with("http://"))
             || !public_base_url.ends_with('/')
         {
-            return Err(problem(PUBLIC_BASE_URL, format!("{public_base_url:?} must be an http(s) URL ending with /")));
+            return Err(problem(
+                PUBLIC_BASE_URL,
+                format!("{public_base_url:?} must be an http(s) URL ending with /"),
+            ));
         }
-        let max_source_bytes = number(MAX_SOURCE_BYTES, DEFAULT_MAX_SOURCE_BYTES, 1, 5 * 1024 * 1024 * 1024)?;
-        let upload_expiry = Duration::from_secs(number(UPLOAD_EXPIRY_SECS, DEFAULT_UPLOAD_EXPIRY_SECS, 60, 3600)?);
-        let stub_ttl = Duration::from_secs(86_400 * number(STUB_TTL_DAYS, DEFAULT_STUB_TTL_DAYS, 1, 365)?);
+        let max_source_bytes = number(
+            MAX_SOURCE_BYTES,
+            DEFAULT_MAX_SOURCE_BYTES,
+            1,
+            5 * 1024 * 1024 * 1024,
+        )?;
+        let upload_expiry = Duration::from_secs(number(
+            UPLOAD_EXPIRY_SECS,
+            DEFAULT_UPLOAD_EXPIRY_SECS,
+            60,
+            3600,
+        )?);
+        let stub_ttl =
+            Duration::from_secs(86_400 * number(STUB_TTL_DAYS, DEFAULT_STUB_TTL_DAYS, 1, 365)?);
         let upload_url = match get(UPLOAD_URL) {
             Some(url) if url.starts_with("https://") || url.starts_with("http://") => url,
-            Some(url) => return Err(problem(UPLOAD_URL, format!("{url:?} is not an http(s) URL"))),
+            Some(url) => {
+                return Err(problem(
+                    UPLOAD_URL,
+                    format!("{url:?} is not an http(s) URL"),
+                ));
+            }
             None => format!("https://{bucket}.s3.{region}.amazonaws.com/"),
         };
         Ok(Config {
@@ -141,8 +173,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
@@ -159,7 +193,10 @@ mod tests {
         assert_eq!(config.prefix, "uploads/");
         assert_eq!(config.max_source_bytes, 209_715_200);
         assert_eq!(config.upload_expiry, Duration::from_secs(300));
-        assert_eq!(config.upload_url, "https://photos.s3.eu-west-1.amazonaws.com/");
+        assert_eq!(
+            config.upload_url,
+            "https://photos.s3.eu-west-1.amazonaws.com/"
+        );
         assert_eq!(config.stub_ttl, Duration::from_secs(14 * 86_400));
     }
 
@@ -167,17 +204,34 @@ mod tests {
     fn problems_name_the_variable() {
         let mut pairs = BASE.to_vec();
         pairs.push((MAX_SOURCE_BYTES, "lots"));
-        assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap_err().variable, MAX_SOURCE_BYTES);
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs)).unwrap_err().variable,
+            MAX_SOURCE_BYTES
+        );
         let mut pairs = BASE.to_vec();
         pairs.push((UPLOAD_EXPIRY_SECS, "5"));
         let error = Config::from_lookup(lookup(&pairs)).unwrap_err();
-        assert_eq!(error.to_string(), "configuration variable UPLOAD_EXPIRY_SECS: 5 is not between 60 and 3600");
+        assert_eq!(
+            error.to_string(),
+            "configuration variable UPLOAD_EXPIRY_SECS: 5 is not between 60 and 3600"
+        );
         let mut pairs = BASE.to_vec();
         pairs[3] = (PUBLIC_BASE_URL, "https://cdn.example.com");
-        assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap_err().variable, PUBLIC_BASE_URL);
-        assert_eq!(Config::from_lookup(lookup(&BASE[1..])).unwrap_err().variable, TABLE);
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs)).unwrap_err().variable,
+            PUBLIC_BASE_URL
+        );
+        assert_eq!(
+            Config::from_lookup(lookup(&BASE[1..]))
+                .unwrap_err()
+                .variable,
+            TABLE
+        );
         let mut pairs = BASE.to_vec();
         pairs.push((SOURCE_PREFIX, "uploads"));
-        assert_eq!(Config::from_lookup(lookup(&pairs)).unwrap_err().variable, SOURCE_PREFIX);
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs)).unwrap_err().variable,
+            SOURCE_PREFIX
+        );
     }
 }

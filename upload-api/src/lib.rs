@@ -48,7 +48,11 @@ impl Api {
         let credentials = sdk
             .credentials_provider()
             .ok_or("no AWS credentials provider (AWS_ACCESS_KEY_ID, a role, ...)")?;
-        Ok(Api::new(config, aws_sdk_dynamodb::Client::new(&sdk), credentials))
+        Ok(Api::new(
+            config,
+            aws_sdk_dynamodb::Client::new(&sdk),
+            credentials,
+        ))
     }
 }
 

@@ -34,7 +34,10 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -93,7 +96,10 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec
 
 /// The `x-amz-signature` of a base64 policy: the policy text itself is the string to sign.
 pub fn sign_policy(secret: &str, date: &str, region: &str, policy_base64: &str) -> String {
-    hex::encode(hmac(&signing_key(secret, date, region, "s3"), policy_base64.as_bytes()))
+    hex::encode(hmac(
+        &signing_key(secret, date, region, "s3"),
+        policy_base64.as_bytes(),
+    ))
 }
 
 /// The policy document of `upload` (before base64), with every form field it admits.
@@ -116,13 +122,16 @@ pub fn policy(upload: &Upload<'_>, credentials: &Credentials) -> Value {
 
 fn credential(upload: &Upload<'_>, credentials: &Credentials) -> String {
     let date = &amz_date(upload.signed_at)[..8];
-    format!("{}/{date}/{}/s3/aws4_request", credentials.access_key_id, upload.region)
+    format!(
+        "{}/{date}/{}/s3/aws4_request",
+        credentials.access_key_id, upload.region
+    )
 }
 
 /// Builds and signs the form for `upload` posted to `url`.
 pub fn presign(url: &str, upload: &Upload<'_>, credentials: &Credentials) -> PresignedPost {
-    let policy_base64 = base64::engine::general_purpose::STANDARD
-        .encode(policy(upload, credentials).to_string());
+    let policy_base64 =
+        base64::engine::general_purpose::STANDARD.encode(policy(upload, credentials).to_string());
     let date = amz_date(upload.signed_at);
     let signature = sign_policy(
         &credentials.secret_access_key,
@@ -134,7 +143,10 @@ pub fn presign(url: &str, upload: &Upload<'_>, credentials: &Credentials) -> Pre
         ("key".to_owned(), upload.key.to_owned()),
         ("Content-Type".to_owned(), upload.content_type.to_owned()),
         ("x-amz-algorithm".to_owned(), ALGORITHM.to_owned()),
-        ("x-amz-credential".to_owned(), credential(upload, credentials)),
+        (
+            "x-amz-credential".to_owned(),
+            credential(upload, credentials),
+        ),
         ("x-amz-date".to_owned(), date),
         ("policy".to_owned(), policy_base64),
         ("x-amz-signature".to_owned(), signature),
@@ -164,7 +176,12 @@ mod tests {
     #[test]
     fn signs_the_aws_example_exactly() {
         assert_eq!(
-            sign_policy(EXAMPLE_SECRET, "20151229", "us-east-1", EXAMPLE_POLICY_BASE64),
+            sign_policy(
+                EXAMPLE_SECRET,
+                "20151229",
+                "us-east-1",
+                EXAMPLE_POLICY_BASE64
+            ),
             EXAMPLE_SIGNATURE
         );
         // The example's policy is what the page says it is (CRLF line ends included), so the
@@ -177,11 +194,21 @@ mod tests {
         assert!(text.contains("{\"x-amz-date\": \"20151229T000000Z\" }"));
         // One changed byte of the policy, date, region or secret changes the signature.
         assert_ne!(
-            sign_policy(EXAMPLE_SECRET, "20151230", "us-east-1", EXAMPLE_POLICY_BASE64),
+            sign_policy(
+                EXAMPLE_SECRET,
+                "20151230",
+                "us-east-1",
+                EXAMPLE_POLICY_BASE64
+            ),
             EXAMPLE_SIGNATURE
         );
         assert_ne!(
-            sign_policy(EXAMPLE_SECRET, "20151229", "us-east-2", EXAMPLE_POLICY_BASE64),
+            sign_policy(
+                EXAMPLE_SECRET,
+                "20151229",
+                "us-east-2",
+                EXAMPLE_POLICY_BASE64
+            ),
             EXAMPLE_SIGNATURE
         );
     }
@@ -224,7 +251,11 @@ mod tests {
     #[test]
     fn the_policy_pins_key_type_size_expiry_and_every_field() {
         let credentials = example_credentials(Some("session-token"));
-        let form = presign("https://sigv4examplebucket.s3.us-east-1.amazonaws.com/", &upload(example_time()), &credentials);
+        let form = presign(
+            "https://sigv4examplebucket.s3.us-east-1.amazonaws.com/",
+            &upload(example_time()),
+            &credentials,
+        );
         let policy: Value = serde_json::from_slice(
             &base64::engine::general_purpose::STANDARD
                 .decode(&form.fields["policy"])
@@ -253,25 +284,39 @@ mod tests {
                 continue;
             }
             let named = policy["conditions"].as_array().unwrap().iter().any(|c| {
-                c.get(name).is_some() || c.get(1).and_then(Value::as_str) == Some(&format!("${name}"))
+                c.get(name).is_some()
+                    || c.get(1).and_then(Value::as_str) == Some(&format!("${name}"))
             });
             assert!(named, "form field {name} is not in the policy");
         }
         assert_eq!(form.fields["x-amz-security-token"], "session-token");
         assert_eq!(
             form.fields["x-amz-signature"],
-            sign_policy(EXAMPLE_SECRET, "20151229", "us-east-1", &form.fields["policy"])
+            sign_policy(
+                EXAMPLE_SECRET,
+                "20151229",
+                "us-east-1",
+                &form.fields["policy"]
+            )
         );
     }
 
     #[test]
     fn long_term_credentials_send_no_token() {
-        let form = presign("https://b/", &upload(example_time()), &example_credentials(None));
+        let form = presign(
+            "https://b/",
+            &upload(example_time()),
+            &example_credentials(None),
+        );
         assert!(!form.fields.contains_key("x-amz-security-token"));
         let policy = base64::engine::general_purpose::STANDARD
             .decode(&form.fields["policy"])
             .unwrap();
-        assert!(!String::from_utf8(policy).unwrap().contains("x-amz-security-token"));
+        assert!(
+            !String::from_utf8(policy)
+                .unwrap()
+                .contains("x-amz-security-token")
+        );
         assert!(!format!("{:?}", example_credentials(Some("t"))).contains(EXAMPLE_SECRET));
     }
 }

@@ -37,9 +37,15 @@ pub struct Stub {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("DynamoDB {operation} was throttled: {message}")]
-    Throttled { operation: &'static str, message: String },
+    Throttled {
+        operation: &'static str,
+        message: String,
+    },
     #[error("DynamoDB {operation} failed: {message}")]
-    Failed { operation: &'static str, message: String },
+    Failed {
+        operation: &'static str,
+        message: String,
+    },
     #[error("a record already exists for {0}")]
     Exists(String),
 }

@@ -102,7 +102,10 @@ pub fn caller_folder(subject: &str) -> String {
     if plain {
         subject.to_owned()
     } else {
-        format!("x.{}", &hex::encode(Sha256::digest(subject.as_bytes()))[..40])
+        format!(
+            "x.{}",
+            &hex::encode(Sha256::digest(subject.as_bytes()))[..40]
+        )
     }
 }
 
@@ -127,7 +130,11 @@ pub fn safe_stem(name: &str) -> String {
         }
     }
     let out = out.trim_matches(|c| c == '-' || c == '.').to_owned();
-    if out.is_empty() { "photo".to_owned() } else { out }
+    if out.is_empty() {
+        "photo".to_owned()
+    } else {
+        out
+    }
 }
 
 /// `<prefix><folder>/<id>-<safe stem><extension>`.
@@ -151,23 +158,55 @@ mod tests {
     fn refusals_carry_the_daemons_codes() {
         let max = 200 * 1024 * 1024;
         let refused = |r: UploadRequest| check(&r, max).unwrap_err().code();
-        assert_eq!(refused(request("big.jpg", "image/jpeg", max + 1)), "source-too-large");
-        assert_eq!(refused(request("empty.jpg", "image/jpeg", 0)), "empty-source");
-        assert_eq!(refused(request("notes.pdf", "application/pdf", 10)), "unsupported-format");
-        assert_eq!(refused(request("page.html", "text/html", 10)), "unsupported-format");
+        assert_eq!(
+            refused(request("big.jpg", "image/jpeg", max + 1)),
+            "source-too-large"
+        );
+        assert_eq!(
+            refused(request("empty.jpg", "image/jpeg", 0)),
+            "empty-source"
+        );
+        assert_eq!(
+            refused(request("notes.pdf", "application/pdf", 10)),
+            "unsupported-format"
+        );
+        assert_eq!(
+            refused(request("page.html", "text/html", 10)),
+            "unsupported-format"
+        );
         // HEIC and GIF are images, but the stack would never process them.
-        assert_eq!(refused(request("IMG_1.HEIC", "image/heic", 10)), "unsupported-format");
-        assert_eq!(refused(request("a.gif", "image/gif", 10)), "unsupported-format");
+        assert_eq!(
+            refused(request("IMG_1.HEIC", "image/heic", 10)),
+            "unsupported-format"
+        );
+        assert_eq!(
+            refused(request("a.gif", "image/gif", 10)),
+            "unsupported-format"
+        );
         assert_eq!(refused(request("", "image/jpeg", 10)), "bad-request");
         let ok = check(&request("a.JPG", "Image/JPEG; charset=binary", max), max).unwrap();
-        assert_eq!((ok.content_type.as_str(), ok.extension), ("image/jpeg", ".jpg"));
-        assert_eq!(check(&request("a", "image/webp", 1), max).unwrap().extension, ".webp");
+        assert_eq!(
+            (ok.content_type.as_str(), ok.extension),
+            ("image/jpeg", ".jpg")
+        );
+        assert_eq!(
+            check(&request("a", "image/webp", 1), max)
+                .unwrap()
+                .extension,
+            ".webp"
+        );
     }
 
     #[test]
     fn keys_are_safe_and_in_the_callers_folder() {
         assert_eq!(
-            source_key("uploads/", "3f1c-77", "abc", "Café menu #2 (final).jpeg", ".jpg"),
+            source_key(
+                "uploads/",
+                "3f1c-77",
+                "abc",
+                "Café menu #2 (final).jpeg",
+                ".jpg"
+            ),
             "uploads/3f1c-77/abc-Caf-menu-2-final.jpg"
         );
         assert_eq!(safe_stem("../../etc/passwd"), "passwd");
@@ -175,7 +214,10 @@ mod tests {
         assert_eq!(safe_stem(".hidden"), "hidden");
         assert_eq!(safe_stem("日本.jpg"), "photo");
         assert_eq!(safe_stem(&"a".repeat(500)).len(), 80);
-        assert_eq!(caller_folder("0b6e1c2a-5f3d-4c1e-9d0a-123456789abc"), "0b6e1c2a-5f3d-4c1e-9d0a-123456789abc");
+        assert_eq!(
+            caller_folder("0b6e1c2a-5f3d-4c1e-9d0a-123456789abc"),
+            "0b6e1c2a-5f3d-4c1e-9d0a-123456789abc"
+        );
         let hashed = caller_folder("auth0|123/../other");
         assert!(hashed.starts_with("x.") && hashed.len() == 42, "{hashed}");
         assert_ne!(caller_folder("auth0|123"), caller_folder("auth0|124"));

@@ -199,7 +199,12 @@ mod tests {
         AttributeValue::N(v.into())
     }
     fn m(pairs: &[(&str, AttributeValue)]) -> AttributeValue {
-        AttributeValue::M(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect())
+        AttributeValue::M(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     fn done_record() -> Item {
@@ -211,14 +216,34 @@ mod tests {
             ("Width".into(), n("4000")),
             ("Height".into(), n("3000")),
             ("Format".into(), s("jpeg")),
-            ("Exif".into(), m(&[("Make", s("Canon")), ("Model", s("EOS R5")), ("FNumber", n("2.8")), ("Iso", n("100"))])),
-            ("Gps".into(), m(&[("Latitude", n("48.8584")), ("Longitude", n("2.2945"))])),
+            (
+                "Exif".into(),
+                m(&[
+                    ("Make", s("Canon")),
+                    ("Model", s("EOS R5")),
+                    ("FNumber", n("2.8")),
+                    ("Iso", n("100")),
+                ]),
+            ),
+            (
+                "Gps".into(),
+                m(&[("Latitude", n("48.8584")), ("Longitude", n("2.2945"))]),
+            ),
             ("BlurHash".into(), s("LEHV6nWB2yk8pyo0adR*.7kCMdnj")),
             (
                 "Variants".into(),
                 AttributeValue::L(vec![
-                    m(&[("Name", s("large")), ("Key", s("variants/uploads/u1/abc-harbour.jpg/r1/large.jpg")), ("Width", n("2048")), ("Height", n("1536"))]),
-                    m(&[("Name", s("thumb")), ("Key", s("variants/uploads/u1/abc-harbour.jpg/r1/thumb.jpg")), ("Url", s("https://cdn.example.com/t.jpg"))]),
+                    m(&[
+                        ("Name", s("large")),
+                        ("Key", s("variants/uploads/u1/abc-harbour.jpg/r1/large.jpg")),
+                        ("Width", n("2048")),
+                        ("Height", n("1536")),
+                    ]),
+                    m(&[
+                        ("Name", s("thumb")),
+                        ("Key", s("variants/uploads/u1/abc-harbour.jpg/r1/thumb.jpg")),
+                        ("Url", s("https://cdn.example.com/t.jpg")),
+                    ]),
                 ]),
             ),
         ])
@@ -234,10 +259,16 @@ mod tests {
         assert_eq!(camera.model.as_deref(), Some("EOS R5"));
         assert_eq!(camera.f_number, Some(2.8));
         // Keys come from the record; a variant's own Url wins over the base URL.
-        assert_eq!(view.variants[0].url, "https://d1.cloudfront.net/variants/uploads/u1/abc-harbour.jpg/r1/large.jpg");
+        assert_eq!(
+            view.variants[0].url,
+            "https://d1.cloudfront.net/variants/uploads/u1/abc-harbour.jpg/r1/large.jpg"
+        );
         assert_eq!(view.variants[1].url, "https://cdn.example.com/t.jpg");
         let json = serde_json::to_string(&view).unwrap();
-        assert!(!json.contains("48.85") && !json.contains("Latitude") && !json.contains("2.2945"), "{json}");
+        assert!(
+            !json.contains("48.85") && !json.contains("Latitude") && !json.contains("2.2945"),
+            "{json}"
+        );
     }
 
     #[test]

@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
+    AttributeDefinition, KeySchemaElement, KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
 use local_edge::Issuer;
 use serde_json::Value;
@@ -34,7 +33,13 @@ pub struct Process {
 impl Process {
     /// Starts `program args` under a `sh` wrapper, waits for a line starting with one of
     /// `wanted` (each once), returns them in order.
-    fn start(name: &'static str, program: &Path, args: &[String], env: &[(String, String)], wanted: &[&str]) -> (Process, Vec<String>) {
+    fn start(
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        wanted: &[&str],
+    ) -> (Process, Vec<String>) {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(r#""$@" 2>&1 & pid=$!; cat >/dev/null; kill $pid 2>/dev/null"#)
@@ -59,12 +64,24 @@ impl Process {
         loop {
             let found: Vec<String> = wanted
                 .iter()
-                .filter_map(|w| process.lines.lock().unwrap().iter().find(|l| l.contains(w)).cloned())
+                .filter_map(|w| {
+                    process
+                        .lines
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|l| l.contains(w))
+                        .cloned()
+                })
                 .collect();
             if found.len() == wanted.len() {
                 return (process, found);
             }
-            assert!(Instant::now() < deadline, "{name} did not print {wanted:?} within 60 s:\n{}", process.lines.lock().unwrap().join("\n"));
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not print {wanted:?} within 60 s:\n{}",
+                process.lines.lock().unwrap().join("\n")
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -79,7 +96,11 @@ impl Drop for Process {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- {} output ----\n{}\n---- end ----", self.name, self.log());
+            eprintln!(
+                "---- {} output ----\n{}\n---- end ----",
+                self.name,
+                self.log()
+            );
         }
     }
 }
@@ -124,16 +145,44 @@ pub fn add_owner_index(fx: &Fixture) {
         dynamodb
             .update_table()
             .table_name(&fx.table)
-            .attribute_definitions(AttributeDefinition::builder().attribute_name("Owner").attribute_type(ScalarAttributeType::S).build().unwrap())
-            .attribute_definitions(AttributeDefinition::builder().attribute_name("UploadedAt").attribute_type(ScalarAttributeType::S).build().unwrap())
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("Owner")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("UploadedAt")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
             .global_secondary_index_updates(
                 aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
                     .create(
                         aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder()
                             .index_name("ByOwner")
-                            .key_schema(KeySchemaElement::builder().attribute_name("Owner").key_type(KeyType::Hash).build().unwrap())
-                            .key_schema(KeySchemaElement::builder().attribute_name("UploadedAt").key_type(KeyType::Range).build().unwrap())
-                            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                            .key_schema(
+                                KeySchemaElement::builder()
+                                    .attribute_name("Owner")
+                                    .key_type(KeyType::Hash)
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .key_schema(
+                                KeySchemaElement::builder()
+                                    .attribute_name("UploadedAt")
+                                    .key_type(KeyType::Range)
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .projection(
+                                Projection::builder()
+                                    .projection_type(ProjectionType::All)
+                                    .build(),
+                            )
                             .build()
                             .unwrap(),
                     )
@@ -156,16 +205,31 @@ fn local_edge_binary() -> PathBuf {
             let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
             let sources = ["tools/local-edge/src", "upload-api/src", "Cargo.lock"];
             let fresh = built.is_some_and(|built| {
-                sources.iter().all(|s| newest(&workspace().join(s)).is_none_or(|t| t <= built))
+                sources
+                    .iter()
+                    .all(|s| newest(&workspace().join(s)).is_none_or(|t| t <= built))
             });
             if !fresh {
                 let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
                 let mut build = Command::new(cargo);
-                build.args(["build", "-p", "local-edge", "--bin", "local-edge", "--target-dir"]).arg(profile_dir.parent().unwrap()).current_dir(workspace());
+                build
+                    .args([
+                        "build",
+                        "-p",
+                        "local-edge",
+                        "--bin",
+                        "local-edge",
+                        "--target-dir",
+                    ])
+                    .arg(profile_dir.parent().unwrap())
+                    .current_dir(workspace());
                 if profile_dir.file_name().is_some_and(|n| n == "release") {
                     build.arg("--release");
                 }
-                assert!(build.status().expect("cargo build").success(), "cargo build -p local-edge failed");
+                assert!(
+                    build.status().expect("cargo build").success(),
+                    "cargo build -p local-edge failed"
+                );
             }
             binary
         })
@@ -177,7 +241,10 @@ fn newest(path: &Path) -> Option<SystemTime> {
     if !meta.is_dir() {
         return meta.modified().ok();
     }
-    std::fs::read_dir(path).ok()?.filter_map(|e| newest(&e.ok()?.path())).max()
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| newest(&e.ok()?.path()))
+        .max()
 }
 
 /// `local-edge` for a fixture: its issuer (key `issuer`), its gateway in front of the
@@ -212,7 +279,11 @@ impl Edge {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         env.push(("UPLOAD_URL".into(), format!("{moto}/{}/", fx.source_bucket)));
-        env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let args = vec![
             "--key".to_owned(),
             key.display().to_string(),
@@ -223,7 +294,13 @@ impl Edge {
             "--output-bucket".to_owned(),
             fx.output_bucket.clone(),
         ];
-        let (process, lines) = Process::start("local-edge", &local_edge_binary(), &args, &env, &["issuer http", "api http", "web http"]);
+        let (process, lines) = Process::start(
+            "local-edge",
+            &local_edge_binary(),
+            &args,
+            &env,
+            &["issuer http", "api http", "web http"],
+        );
         let url = |line: &str| line.rsplit(' ').next().unwrap().to_owned();
         let issuer_url = url(&lines[0]);
         Edge {
@@ -232,8 +309,14 @@ impl Edge {
             api_url: url(&lines[1]),
             web_url: url(&lines[2]),
             process,
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-            runtime: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
         }
     }
 
@@ -247,46 +330,81 @@ impl Edge {
     }
 
     /// `method path` on the API with `token` (no Authorization header when `None`).
-    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         self.block_on(async {
-            let mut request = self.http.request(method.parse().unwrap(), format!("{}{path}", self.api_url));
+            let mut request = self
+                .http
+                .request(method.parse().unwrap(), format!("{}{path}", self.api_url));
             if let Some(token) = token {
                 request = request.header("authorization", format!("Bearer {token}"));
             }
             if let Some(body) = body {
-                request = request.header("content-type", "application/json").body(body.to_string());
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
             }
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
             let text = response.text().await.unwrap();
-            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
         })
     }
 
     /// `POST /uploads` for `user`; the answer.
     pub fn presign(&self, user: &str, name: &str, content_type: &str, size: usize) -> (u16, Value) {
-        self.call("POST", "/uploads", Some(&self.token(user)), Some(serde_json::json!({"name": name, "content_type": content_type, "size": size})))
+        self.call(
+            "POST",
+            "/uploads",
+            Some(&self.token(user)),
+            Some(serde_json::json!({"name": name, "content_type": content_type, "size": size})),
+        )
     }
 }
 
 /// Posts `fields` then the file as multipart/form-data to `url`: (status, body).
-pub async fn post_form(http: &reqwest::Client, url: &str, fields: &[(String, String)], file: &[u8], file_type: &str) -> (u16, String) {
+pub async fn post_form(
+    http: &reqwest::Client,
+    url: &str,
+    fields: &[(String, String)],
+    file: &[u8],
+    file_type: &str,
+) -> (u16, String) {
     let boundary = format!("----edge{}", uuid_like());
     let mut body = Vec::new();
     for (name, value) in fields {
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
     }
     body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo\"\r\nContent-Type: {file_type}\r\n\r\n").as_bytes());
     body.extend(file);
     body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
     let response = http
         .post(url)
-        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
         .body(body)
         .send()
         .await
         .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    (response.status().as_u16(), response.text().await.unwrap_or_default())
+    (
+        response.status().as_u16(),
+        response.text().await.unwrap_or_default(),
+    )
 }
 
 /// The fields of a presigned POST answer, in the order given.
@@ -300,7 +418,13 @@ pub fn form_fields(upload: &Value) -> Vec<(String, String)> {
 }
 
 fn uuid_like() -> String {
-    format!("{:x}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{:x}",
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 /// The s3s-fs server: `S3S_FS`, else the copy `scripts/test` builds into `.cache/`.
@@ -316,7 +440,9 @@ pub const S3S_SECRET_KEY: &str = "edge/tests/secret/key/0000000000000000000";
 
 impl S3s {
     pub fn start(name: &str) -> S3s {
-        let program = std::env::var_os("S3S_FS").map(PathBuf::from).unwrap_or_else(|| workspace().join(".cache/s3s-fs-0.14.1/bin/s3s-fs"));
+        let program = std::env::var_os("S3S_FS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join(".cache/s3s-fs-0.14.1/bin/s3s-fs"));
         assert!(
             program.exists(),
             "s3s-fs not found at {}: run scripts/test (its ensure_s3s builds it once), or set S3S_FS",
@@ -325,15 +451,42 @@ impl S3s {
         let root = std::env::temp_dir().join(format!("s3s-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        let args: Vec<String> = ["--host", "127.0.0.1", "--port", "0", "--access-key", S3S_ACCESS_KEY, "--secret-key", S3S_SECRET_KEY]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([root.display().to_string()])
-            .collect();
-        let env = vec![("RUST_LOG".to_owned(), "s3s_fs=info,s3s=info".to_owned()), ("NO_COLOR".to_owned(), "1".to_owned())];
-        let (process, lines) = Process::start("s3s-fs", &program, &args, &env, &["server is running at http://"]);
-        let endpoint = lines[0].split("server is running at ").nth(1).unwrap().trim().to_owned();
-        S3s { endpoint, root, _process: process }
+        let args: Vec<String> = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--access-key",
+            S3S_ACCESS_KEY,
+            "--secret-key",
+            S3S_SECRET_KEY,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([root.display().to_string()])
+        .collect();
+        let env = vec![
+            ("RUST_LOG".to_owned(), "s3s_fs=info,s3s=info".to_owned()),
+            ("NO_COLOR".to_owned(), "1".to_owned()),
+        ];
+        let (process, lines) = Process::start(
+            "s3s-fs",
+            &program,
+            &args,
+            &env,
+            &["server is running at http://"],
+        );
+        let endpoint = lines[0]
+            .split("server is running at ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned();
+        S3s {
+            endpoint,
+            root,
+            _process: process,
+        }
     }
 
     /// Makes a bucket (s3s-fs keeps each bucket as a directory of its root).

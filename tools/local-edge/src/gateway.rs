@@ -93,11 +93,19 @@ impl Authorizer {
 
     async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, Denied> {
         let get = |url: String| async move {
-            let response = self.http.get(&url).send().await.map_err(|e| Denied::Jwks(format!("{url}: {e}")))?;
+            let response = self
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| Denied::Jwks(format!("{url}: {e}")))?;
             if !response.status().is_success() {
                 return Err(Denied::Jwks(format!("{url}: HTTP {}", response.status())));
             }
-            let text = response.text().await.map_err(|e| Denied::Jwks(e.to_string()))?;
+            let text = response
+                .text()
+                .await
+                .map_err(|e| Denied::Jwks(e.to_string()))?;
             serde_json::from_str::<Value>(&text).map_err(|e| Denied::Jwks(format!("{url}: {e}")))
         };
         let discovery = get(format!("{}/.well-known/openid-configuration", self.issuer)).await?;
@@ -108,9 +116,12 @@ impl Authorizer {
         let jwks = get(jwks_uri).await?;
         let mut keys = HashMap::new();
         for key in jwks["keys"].as_array().into_iter().flatten() {
-            if let (Some("RSA"), Some(kid), Some(n), Some(e)) =
-                (key["kty"].as_str(), key["kid"].as_str(), key["n"].as_str(), key["e"].as_str())
-            {
+            if let (Some("RSA"), Some(kid), Some(n), Some(e)) = (
+                key["kty"].as_str(),
+                key["kid"].as_str(),
+                key["n"].as_str(),
+                key["e"].as_str(),
+            ) {
                 if let Ok(decoding) = DecodingKey::from_rsa_components(n, e) {
                     keys.insert(kid.to_owned(), decoding);
                 }
@@ -135,13 +146,20 @@ impl Authorizer {
 
     /// The verified claims of the token in an `Authorization` header value.
     pub async fn verify(&self, authorization: Option<&str>) -> Result<Map<String, Value>, Denied> {
-        let value = authorization.map(str::trim).filter(|v| !v.is_empty()).ok_or(Denied::Missing)?;
+        let value = authorization
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or(Denied::Missing)?;
         let token = match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => value,
         };
-        let header = jsonwebtoken::decode_header(token).map_err(|e| Denied::Malformed(e.to_string()))?;
-        if !matches!(header.alg, Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512) {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| Denied::Malformed(e.to_string()))?;
+        if !matches!(
+            header.alg,
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512
+        ) {
             return Err(Denied::Algorithm(header.alg));
         }
         let kid = header.kid.ok_or(Denied::NoKid)?;
@@ -157,9 +175,10 @@ impl Authorizer {
             .claims;
         let audience_ok = match claims.get("aud") {
             Some(Value::String(aud)) => self.audiences.contains(aud),
-            Some(Value::Array(auds)) => auds
-                .iter()
-                .any(|a| a.as_str().is_some_and(|a| self.audiences.iter().any(|x| x == a))),
+            Some(Value::Array(auds)) => auds.iter().any(|a| {
+                a.as_str()
+                    .is_some_and(|a| self.audiences.iter().any(|x| x == a))
+            }),
             Some(_) => false,
             None => claims
                 .get("client_id")
@@ -169,8 +188,15 @@ impl Authorizer {
         if !audience_ok {
             return Err(Denied::Audience);
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        if claims.get("iat").and_then(Value::as_u64).is_some_and(|iat| iat > now) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if claims
+            .get("iat")
+            .and_then(Value::as_u64)
+            .is_some_and(|iat| iat > now)
+        {
             return Err(Denied::IssuedLater);
         }
         Ok(claims)
@@ -210,7 +236,9 @@ fn route_key(method: &Method, path: &str) -> Option<&'static str> {
     match (method.as_str(), path) {
         ("POST", "/uploads") => Some("POST /uploads"),
         ("GET", "/images") => Some("GET /images"),
-        ("GET", p) if p.len() > "/images/".len() && p.starts_with("/images/") => Some("GET /images/{key+}"),
+        ("GET", p) if p.len() > "/images/".len() && p.starts_with("/images/") => {
+            Some("GET /images/{key+}")
+        }
         _ => None,
     }
 }
@@ -220,12 +248,19 @@ fn message(status: StatusCode, text: &str) -> HttpResponse {
 }
 
 /// Every request of the API.
-pub async fn handle(gateway: web::Data<Gateway>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub async fn handle(
+    gateway: web::Data<Gateway>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     let origin = gateway.allowed_origin(&request);
     let mut response = answer(&gateway, &request, body).await;
     if let Some(origin) = origin {
         let headers = response.headers_mut();
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.parse().expect("an origin header"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            origin.parse().expect("an origin header"),
+        );
         headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
     }
     response
@@ -233,20 +268,30 @@ pub async fn handle(gateway: web::Data<Gateway>, request: HttpRequest, body: web
 
 async fn answer(gateway: &Gateway, request: &HttpRequest, body: web::Bytes) -> HttpResponse {
     let path = request.path().to_owned();
-    if request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+    if request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
         if gateway.allowed_origin(request).is_none() {
             return HttpResponse::NoContent().finish();
         }
         return HttpResponse::NoContent()
             .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET,POST,OPTIONS"))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "authorization,content-type"))
+            .insert_header((
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization,content-type",
+            ))
             .insert_header((header::ACCESS_CONTROL_MAX_AGE, "3600"))
             .finish();
     }
     let Some(route) = route_key(request.method(), &path) else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
-    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let claims = match gateway.authorizer.verify(authorization).await {
         Ok(claims) => claims,
         Err(denied) => {
@@ -259,7 +304,12 @@ async fn answer(gateway: &Gateway, request: &HttpRequest, body: web::Bytes) -> H
     let event = event(gateway, request, route, claims, &body);
     let event: ApiRequest = match serde_json::from_value(event) {
         Ok(event) => event,
-        Err(error) => return message(StatusCode::INTERNAL_SERVER_ERROR, &format!("bad event: {error}")),
+        Err(error) => {
+            return message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("bad event: {error}"),
+            );
+        }
     };
     let answer = gateway.api.handle(event).await;
     let status = StatusCode::from_u16(answer.status_code).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -268,7 +318,9 @@ async fn answer(gateway: &Gateway, request: &HttpRequest, body: web::Bytes) -> H
         response.insert_header((name.as_str(), value.as_str()));
     }
     let body = if answer.is_base64_encoded {
-        base64::engine::general_purpose::STANDARD.decode(answer.body.as_bytes()).unwrap_or_default()
+        base64::engine::general_purpose::STANDARD
+            .decode(answer.body.as_bytes())
+            .unwrap_or_default()
     } else {
         answer.body.into_bytes()
     };
@@ -276,7 +328,13 @@ async fn answer(gateway: &Gateway, request: &HttpRequest, body: web::Bytes) -> H
 }
 
 /// The payload format 2.0 event of `request`, as API Gateway builds it.
-fn event(gateway: &Gateway, request: &HttpRequest, route: &str, claims: Map<String, Value>, body: &[u8]) -> Value {
+fn event(
+    gateway: &Gateway,
+    request: &HttpRequest,
+    route: &str,
+    claims: Map<String, Value>,
+    body: &[u8],
+) -> Value {
     let mut headers: Map<String, Value> = Map::new();
     for (name, value) in request.headers() {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -295,7 +353,9 @@ fn event(gateway: &Gateway, request: &HttpRequest, route: &str, claims: Map<Stri
     let mut path_parameters = Map::new();
     if route == "GET /images/{key+}" {
         let raw = &path["/images/".len()..];
-        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy().into_owned();
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned();
         path_parameters.insert("key".into(), Value::String(decoded));
     }
     // API Gateway passes every claim as a string.
@@ -306,7 +366,14 @@ fn event(gateway: &Gateway, request: &HttpRequest, route: &str, claims: Map<Stri
                 Value::String(s) => s,
                 Value::Array(items) => format!(
                     "[{}]",
-                    items.iter().map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string())).collect::<Vec<_>>().join(" ")
+                    items
+                        .iter()
+                        .map(|i| i
+                            .as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| i.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 ),
                 other => other.to_string(),
             };
@@ -322,7 +389,9 @@ fn event(gateway: &Gateway, request: &HttpRequest, route: &str, claims: Map<Stri
         *n += 1;
         *n
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     json!({
         "version": "2.0",
         "routeKey": route,
@@ -357,7 +426,11 @@ fn url_query(query: &str) -> Map<String, Value> {
     let mut map = Map::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let (k, v) = (decode(k), decode(v));
         match map.get_mut(&k) {
             Some(Value::String(existing)) => {
@@ -380,7 +453,10 @@ mod tests {
     fn routes_are_the_stacks() {
         assert_eq!(route_key(&Method::POST, "/uploads"), Some("POST /uploads"));
         assert_eq!(route_key(&Method::GET, "/images"), Some("GET /images"));
-        assert_eq!(route_key(&Method::GET, "/images/uploads/u/a.jpg"), Some("GET /images/{key+}"));
+        assert_eq!(
+            route_key(&Method::GET, "/images/uploads/u/a.jpg"),
+            Some("GET /images/{key+}")
+        );
         assert_eq!(route_key(&Method::GET, "/images/"), None);
         assert_eq!(route_key(&Method::DELETE, "/images/x"), None);
         assert_eq!(route_key(&Method::GET, "/uploads"), None);

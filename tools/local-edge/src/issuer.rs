@@ -122,7 +122,14 @@ impl Issuer {
     /// The `sub` of a local user: stable for a name, shaped like Cognito's (a UUID).
     pub fn subject(username: &str) -> String {
         let h = hex::encode(&Sha256::digest(format!("local-user:{username}").as_bytes())[..16]);
-        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
     }
 
     /// An access token for `username` as Cognito issues them (`client_id`, no `aud`),
@@ -165,7 +172,9 @@ impl Issuer {
     }
 
     fn redirect_allowed(&self, uri: &str) -> bool {
-        self.redirect_prefixes.iter().any(|p| uri.starts_with(p.as_str()))
+        self.redirect_prefixes
+            .iter()
+            .any(|p| uri.starts_with(p.as_str()))
     }
 }
 
@@ -201,7 +210,11 @@ async fn jwks(issuer: web::Data<Issuer>) -> HttpResponse {
 /// Checks an authorization request; `Err` is the page to show instead.
 fn check_authorize(issuer: &Issuer, q: &HashMap<String, String>) -> Result<(), HttpResponse> {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    let refuse = |why: &str| Err(HttpResponse::BadRequest().content_type("text/plain").body(why.to_owned()));
+    let refuse = |why: &str| {
+        Err(HttpResponse::BadRequest()
+            .content_type("text/plain")
+            .body(why.to_owned()))
+    };
     if get("response_type") != "code" {
         return refuse("response_type must be code");
     }
@@ -222,11 +235,24 @@ async fn authorize_form(issuer: web::Data<Issuer>, q: Query) -> HttpResponse {
     if let Err(page) = check_authorize(&issuer, &q) {
         return page;
     }
-    let hidden: String = ["response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method", "scope"]
-        .iter()
-        .filter_map(|k| q.get(*k).map(|v| (k, v)))
-        .map(|(k, v)| format!(r#"<input type="hidden" name="{k}" value="{}">"#, html_escape(v)))
-        .collect();
+    let hidden: String = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+        "scope",
+    ]
+    .iter()
+    .filter_map(|k| q.get(*k).map(|v| (k, v)))
+    .map(|(k, v)| {
+        format!(
+            r#"<input type="hidden" name="{k}" value="{}">"#,
+            html_escape(v)
+        )
+    })
+    .collect();
     let page = format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sign in</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -240,7 +266,9 @@ p{{color:#666;font-size:13px;max-width:22em}}</style></head><body>
 <label for="username">User name</label><input type="text" id="username" name="username" required autofocus autocomplete="username">
 {hidden}<button type="submit" id="sign-in">Sign in</button></form></body></html>"#
     );
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(page)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(page)
 }
 
 /// The form's answer: a code, back to the redirect URI.
@@ -250,7 +278,9 @@ async fn authorize_submit(issuer: web::Data<Issuer>, form: Form) -> HttpResponse
     }
     let username = form.get("username").map(|u| u.trim()).unwrap_or_default();
     if username.is_empty() || username.len() > 128 {
-        return HttpResponse::BadRequest().content_type("text/plain").body("a user name is required");
+        return HttpResponse::BadRequest()
+            .content_type("text/plain")
+            .body("a user name is required");
     }
     let code = uuid::Uuid::new_v4().simple().to_string();
     let redirect_uri = form["redirect_uri"].clone();
@@ -266,12 +296,20 @@ async fn authorize_submit(issuer: web::Data<Issuer>, form: Form) -> HttpResponse
             expires: Instant::now() + Duration::from_secs(60),
         },
     );
-    let mut location = format!("{redirect_uri}{}code={code}", if redirect_uri.contains('?') { '&' } else { '?' });
+    let mut location = format!(
+        "{redirect_uri}{}code={code}",
+        if redirect_uri.contains('?') { '&' } else { '?' }
+    );
     if let Some(state) = form.get("state") {
         location.push_str("&state=");
-        location.push_str(&percent_encoding::utf8_percent_encode(state, percent_encoding::NON_ALPHANUMERIC).to_string());
+        location.push_str(
+            &percent_encoding::utf8_percent_encode(state, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        );
     }
-    HttpResponse::Found().insert_header((header::LOCATION, location)).finish()
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, location))
+        .finish()
 }
 
 /// `grant_type=authorization_code`: the code, once, with the PKCE verifier.
@@ -287,10 +325,18 @@ async fn token(issuer: web::Data<Issuer>, form: Form) -> HttpResponse {
         return oauth_error(400, "invalid_grant", "the code expired");
     }
     if get("client_id") != pending.client_id || get("redirect_uri") != pending.redirect_uri {
-        return oauth_error(400, "invalid_grant", "client_id or redirect_uri differ from the authorization");
+        return oauth_error(
+            400,
+            "invalid_grant",
+            "client_id or redirect_uri differ from the authorization",
+        );
     }
     if B64URL.encode(Sha256::digest(get("code_verifier").as_bytes())) != pending.challenge {
-        return oauth_error(400, "invalid_grant", "the code_verifier does not match the code_challenge");
+        return oauth_error(
+            400,
+            "invalid_grant",
+            "the code_verifier does not match the code_challenge",
+        );
     }
     let now = SystemTime::now();
     HttpResponse::Ok()
@@ -306,11 +352,14 @@ async fn token(issuer: web::Data<Issuer>, form: Form) -> HttpResponse {
 
 /// The issuer's routes (the app must hold a `web::Data<Issuer>`).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/openid-configuration", web::get().to(discovery))
-        .route("/.well-known/jwks.json", web::get().to(jwks))
-        .route("/oauth2/authorize", web::get().to(authorize_form))
-        .route("/oauth2/authorize", web::post().to(authorize_submit))
-        .route("/oauth2/token", web::post().to(token));
+    cfg.route(
+        "/.well-known/openid-configuration",
+        web::get().to(discovery),
+    )
+    .route("/.well-known/jwks.json", web::get().to(jwks))
+    .route("/oauth2/authorize", web::get().to(authorize_form))
+    .route("/oauth2/authorize", web::post().to(authorize_submit))
+    .route("/oauth2/token", web::post().to(token));
 }
 
 #[cfg(test)]
@@ -328,11 +377,16 @@ mod tests {
 
     #[test]
     fn pem_keys_are_read_and_pkcs8_is_refused_with_a_hint() {
-        assert!(read_pkcs1_key(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-            .unwrap_err()
-            .contains("genrsa -traditional"));
+        assert!(
+            read_pkcs1_key(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .unwrap_err()
+                .contains("genrsa -traditional")
+        );
         assert_eq!(
-            read_pkcs1_key(b"-----BEGIN RSA PRIVATE KEY-----\nAQID\n-----END RSA PRIVATE KEY-----\n").unwrap(),
+            read_pkcs1_key(
+                b"-----BEGIN RSA PRIVATE KEY-----\nAQID\n-----END RSA PRIVATE KEY-----\n"
+            )
+            .unwrap(),
             vec![1, 2, 3]
         );
     }

@@ -45,7 +45,10 @@ struct Args {
 
 fn bind(addr: &str) -> Result<(TcpListener, String), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let url = format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?);
+    let url = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     Ok((listener, url))
 }
 
@@ -56,7 +59,8 @@ async fn run(args: Args) -> Result<(), String> {
     let web_url = format!("{web_origin}/");
 
     let key_bytes = std::fs::read(&args.key).map_err(|e| format!("{}: {e}", args.key.display()))?;
-    let der = local_edge::issuer::read_pkcs1_key(&key_bytes).map_err(|e| format!("{}: {e}", args.key.display()))?;
+    let der = local_edge::issuer::read_pkcs1_key(&key_bytes)
+        .map_err(|e| format!("{}: {e}", args.key.display()))?;
     let mut issuer = Issuer::new(&issuer_url, &args.client_id, &der)?;
     issuer.redirect_prefixes = vec![web_url.clone()];
     issuer.token_lifetime = std::time::Duration::from_secs(args.token_lifetime_secs);
@@ -69,7 +73,9 @@ async fn run(args: Args) -> Result<(), String> {
     })
     .map_err(|e| e.to_string())?;
     let sdk = upload_api::sdk_config().await;
-    let credentials = sdk.credentials_provider().ok_or("no AWS credentials (set AWS_ACCESS_KEY_ID)")?;
+    let credentials = sdk
+        .credentials_provider()
+        .ok_or("no AWS credentials (set AWS_ACCESS_KEY_ID)")?;
     let api = upload_api::Api::new(config, aws_sdk_dynamodb::Client::new(&sdk), credentials);
     let mut origins = vec![web_origin.clone()];
     origins.extend(args.allow_origin.iter().cloned());
@@ -79,7 +85,9 @@ async fn run(args: Args) -> Result<(), String> {
         origins,
     ));
 
-    let s3_config = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build();
+    let s3_config = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(true)
+        .build();
     let site = web::Data::new(Site {
         dir: args.web_dir.clone(),
         config_js: format!(
@@ -96,14 +104,21 @@ async fn run(args: Args) -> Result<(), String> {
                 "environment": "local demo",
             })
         ),
-        origin: args.output_bucket.clone().map(|b| (aws_sdk_s3::Client::from_conf(s3_config), b)),
+        origin: args
+            .output_bucket
+            .clone()
+            .map(|b| (aws_sdk_s3::Client::from_conf(s3_config), b)),
     });
 
-    let issuer_server = HttpServer::new(move || App::new().app_data(issuer.clone()).configure(local_edge::issuer::routes))
-        .workers(1)
-        .listen(issuer_socket)
-        .map_err(|e| e.to_string())?
-        .run();
+    let issuer_server = HttpServer::new(move || {
+        App::new()
+            .app_data(issuer.clone())
+            .configure(local_edge::issuer::routes)
+    })
+    .workers(1)
+    .listen(issuer_socket)
+    .map_err(|e| e.to_string())?
+    .run();
     let api_server = HttpServer::new(move || {
         App::new()
             .app_data(gateway.clone())
@@ -135,7 +150,10 @@ async fn run(args: Args) -> Result<(), String> {
 async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     match run(Args::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -21,7 +21,11 @@ pub struct Site {
 }
 
 fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or_default() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+    {
         "html" => "text/html; charset=utf-8",
         "js" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -45,10 +49,19 @@ pub async fn handle(site: web::Data<Site>, request: HttpRequest) -> HttpResponse
     if path.starts_with("/variants/") {
         return variant(&site, path).await;
     }
-    let relative = percent_encoding::percent_decode_str(path.trim_start_matches('/')).decode_utf8_lossy().into_owned();
-    let relative = if relative.is_empty() { "index.html".to_owned() } else { relative };
+    let relative = percent_encoding::percent_decode_str(path.trim_start_matches('/'))
+        .decode_utf8_lossy()
+        .into_owned();
+    let relative = if relative.is_empty() {
+        "index.html".to_owned()
+    } else {
+        relative
+    };
     let relative = Path::new(&relative);
-    if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
         return HttpResponse::NotFound().finish();
     }
     let file = site.dir.join(relative);
@@ -57,7 +70,9 @@ pub async fn handle(site: web::Data<Site>, request: HttpRequest) -> HttpResponse
             .content_type(content_type(&file))
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .body(bytes),
-        Err(_) => HttpResponse::NotFound().content_type("text/plain").body("not found"),
+        Err(_) => HttpResponse::NotFound()
+            .content_type("text/plain")
+            .body("not found"),
     }
 }
 
@@ -65,11 +80,18 @@ async fn variant(site: &Site, path: &str) -> HttpResponse {
     let Some((s3, bucket)) = &site.origin else {
         return HttpResponse::NotFound().finish();
     };
-    let key = percent_encoding::percent_decode_str(&path[1..]).decode_utf8_lossy().into_owned();
+    let key = percent_encoding::percent_decode_str(&path[1..])
+        .decode_utf8_lossy()
+        .into_owned();
     match s3.get_object().bucket(bucket).key(&key).send().await {
         Ok(object) => {
             let mut response = HttpResponse::Ok();
-            response.content_type(object.content_type().unwrap_or("application/octet-stream").to_owned());
+            response.content_type(
+                object
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_owned(),
+            );
             if let Some(etag) = object.e_tag() {
                 response.insert_header((header::ETAG, etag.to_owned()));
             }
@@ -78,16 +100,22 @@ async fn variant(site: &Site, path: &str) -> HttpResponse {
             }
             match object.body.collect().await {
                 Ok(bytes) => response.body(bytes.into_bytes()),
-                Err(error) => HttpResponse::BadGateway().body(format!("origin read failed: {error}")),
+                Err(error) => {
+                    HttpResponse::BadGateway().body(format!("origin read failed: {error}"))
+                }
             }
         }
         Err(error) => {
             let missing = error.as_service_error().is_some_and(|e| e.is_no_such_key());
             if missing {
                 // S3 behind OAC without ListBucket answers 403 for a missing key; CloudFront passes it on.
-                HttpResponse::Forbidden().content_type("text/plain").body("no such variant")
+                HttpResponse::Forbidden()
+                    .content_type("text/plain")
+                    .body("no such variant")
             } else {
-                HttpResponse::BadGateway().content_type("text/plain").body("origin unavailable")
+                HttpResponse::BadGateway()
+                    .content_type("text/plain")
+                    .body("origin unavailable")
             }
         }
     }
