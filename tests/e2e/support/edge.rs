@@ -87,7 +87,8 @@ impl Process {
     }
 
     pub fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines.join("\n")
     }
 }
 
@@ -118,15 +119,20 @@ pub fn rsa_key(name: &str) -> PathBuf {
         dir
     });
     let path = dir.join(format!("{name}.pem"));
+    // Tests run in parallel: one makes the key (into a temporary file, renamed whole).
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {
+        let partial = dir.join(format!("{name}.pem.partial"));
         let status = Command::new("openssl")
             .args(["genrsa", "-traditional", "-out"])
-            .arg(&path)
+            .arg(&partial)
             .arg("2048")
             .stderr(Stdio::null())
             .status()
             .expect("openssl (Debian's openssl package) makes the test keys");
         assert!(status.success(), "openssl genrsa failed");
+        std::fs::rename(&partial, &path).unwrap();
     }
     path
 }
