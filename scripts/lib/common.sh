@@ -70,3 +70,31 @@ ensure_demo_tools() {
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "awscli==1.46.2" "pillow==13.0.0"
     fi
 }
+
+# ensure_s3s: the S3 server that enforces what moto does not (POST policies, signatures,
+# expiry): s3s-fs from crates.io, built once (release, its own Cargo.lock) into
+# .cache/s3s-fs-VERSION/ and reused; exports S3S_FS, its path. Not a workspace member:
+# s3s 0.14 needs crc-fast 1.10+, which the AWS SDK's checksums crate (~1.6) excludes.
+S3S_VERSION="0.14.1"
+ensure_s3s() {
+    local dir="$root/.cache/s3s-fs-$S3S_VERSION"
+    if [ ! -x "$dir/bin/s3s-fs" ]; then
+        say "building s3s-fs $S3S_VERSION (the policy-enforcing S3 of the tests; a few minutes, once)"
+        cargo install --quiet --locked --root "$dir" --version "$S3S_VERSION" --features binary \
+            --target-dir "$root/.cache/s3s-fs-build" s3s-fs >&2
+        rm -rf "$root/.cache/s3s-fs-build"
+    fi
+    export S3S_FS="$dir/bin/s3s-fs"
+}
+
+# ensure_browser_tools: Debian's Chromium (headless) and Playwright's Python package (pinned)
+# in .venv/ to drive it; Playwright's own browser download is never used.
+PLAYWRIGHT_VERSION="1.65.2"
+ensure_browser_tools() {
+    ensure_commands chromium:chromium
+    ensure_venv
+    if ! "$venv/bin/python" -c "import playwright, importlib.metadata as m, sys; sys.exit(m.version('playwright') != '$PLAYWRIGHT_VERSION')" 2>/dev/null; then
+        say "installing playwright==$PLAYWRIGHT_VERSION into $venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "playwright==$PLAYWRIGHT_VERSION"
+    fi
+}

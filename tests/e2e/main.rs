@@ -9,8 +9,12 @@
 //!   (through `local-pump`), the daemon, variants and records.
 //! - `operator`: the CLI (status, jobs, reprocess, reconcile), health and metrics, and
 //!   configuration errors.
+//! - `edges`: the upload API behind the local gateway's JWT check (the demo's issuer),
+//!   refusals, a caller's own records, CORS, and a browser-style upload through the pipeline.
+//! - `upload_policy`: the presigned POST against s3s-fs, an S3 that enforces its policy.
 
 mod accept;
+mod edges;
 mod operator;
 mod pipeline;
 mod processing;
@@ -18,3 +22,4 @@ mod resilience;
 mod seams;
 mod soak;
 mod support;
+mod upload_policy;

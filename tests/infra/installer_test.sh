@@ -22,6 +22,7 @@ REGION=eu-west-1
 SOURCE_BUCKET=image-pipeline-qa-source-123456789012-eu-west-1
 OUTPUT_BUCKET=image-pipeline-qa-output-123456789012-eu-west-1
 TABLE=pipe-RecordTable-ABC
+PUBLIC_BASE_URL=https://d111111abcdef8.cloudfront.net/
 SIGNING_SECRET_ARN=arn:aws:secretsmanager:eu-west-1:123456789012:secret:image-pipeline-qa-signing-key-AbCdEf
 ARTIFACT_BUCKET=artifacts
 RELEASE_PARAMETER=/image-pipeline/qa/release
@@ -77,8 +78,9 @@ etc="$fake/etc/ec2-service"
 grep -q '^source_bucket = "image-pipeline-qa-source-123456789012-eu-west-1"$' "$etc/config.toml" || fail "config source_bucket"
 grep -q '^table = "pipe-RecordTable-ABC"$' "$etc/config.toml" || fail "config table"
 grep -q '^region = "eu-west-1"$' "$etc/config.toml" || fail "config region"
+grep -q '^public_base_url = "https://d111111abcdef8.cloudfront.net/"$' "$etc/config.toml" || fail "config public_base_url"
 budget="$(sed -n 's/^memory_budget_bytes = \([0-9]*\)$/\1/p' "$etc/config.toml")"
-ram="$(awk '/^MemTotal:/ { print $2 * 1024 }' /proc/meminfo)"
+ram="$(awk '/^MemTotal:/ { printf "%.0f", $2 * 1024 }' /proc/meminfo)"
 if [ -z "$budget" ] || [ "$budget" -le $((ram / 2)) ] || [ "$budget" -ge $((ram * 2 / 3)) ]; then
     fail "memory budget $budget of $ram"
 fi

@@ -25,7 +25,16 @@ transformer, the instance's telemetry policy (AWS::IAM::RolePolicy), the templat
 (the BYO-network assertion), the VPC's EnableDnsHostnames, the subnets' route table
 associations (created, not shown on the route table) and what VPC endpoints do (no private DNS, no policy is
 enforced; moto stores them): the static checks (cfn-lint, checkov,
-tests/infra/template_rules.py) cover those. Run by scripts/check-infra; prints one line per assertion group and exits
+tests/infra/template_rules.py) cover those.
+
+moto models no CloudFront, Cognito or API Gateway v2 resource (it skips them, and a GetAtt on
+one fails the whole stack): the template deployed here is cloudformation/template.yaml with
+each Ref and GetAtt of those resources replaced by a stand-in value (the distribution's
+domain is d111111abcdef8.cloudfront.net). What is checked instead is everything that consumes
+them and that moto does create: the upload API function (runtime, no VPC, reserved
+concurrency, its environment naming the table, the source bucket and the distribution's URL),
+its role, the table's ByOwner index, the web bucket, the web page and its config.js that
+scripts/deploy uploads, and the daemon's PUBLIC_BASE_URL in the UserData's stack.env. Run by scripts/check-infra; prints one line per assertion group and exits
 non-zero on the first failure.
 
     .venv/bin/python tests/infra/moto_deploy.py
@@ -52,6 +61,64 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 REGION = "eu-west-1"
 ARTIFACT_BUCKET = "pipeline-artifacts-test"
+DOMAIN_STANDIN = "d111111abcdef8.cloudfront.net"
+API_STANDIN = f"https://standin-api.execute-api.{REGION}.amazonaws.com"
+# The resource types moto's CloudFormation does not model (checked below against moto itself).
+UNMODELLED = ("AWS::CloudFront::", "AWS::Cognito::", "AWS::ApiGatewayV2::")
+
+
+def moto_template(path):
+    """The stack's template with every Ref and GetAtt of an unmodelled resource replaced by
+    a stand-in, as JSON (which CloudFormation takes as well as YAML)."""
+    import json
+    from cfnlint.decode import decode
+    from moto.cloudformation.parsing import resource_class_from_type
+
+    template, errors = decode(os.path.join(ROOT, "cloudformation", "template.yaml"))
+    check(not errors, f"template: {errors}")
+    unmodelled = {name for name, r in template["Resources"].items() if r["Type"].startswith(UNMODELLED)}
+    for name in unmodelled:
+        check(resource_class_from_type(template["Resources"][name]["Type"]) is None,
+              f"moto now models {template['Resources'][name]['Type']}: deploy it for real")
+
+    def standin(name, attribute=None):
+        if attribute == "DomainName":
+            return DOMAIN_STANDIN
+        if attribute == "ApiEndpoint":
+            return API_STANDIN
+        return f"standin-{name}" + (f"-{attribute}" if attribute else "")
+
+    def walk(node):
+        if isinstance(node, dict):
+            if set(node) == {"Ref"} and node["Ref"] in unmodelled:
+                return standin(node["Ref"])
+            if set(node) == {"Fn::GetAtt"}:
+                name, attribute = node["Fn::GetAtt"] if isinstance(node["Fn::GetAtt"], list) else node["Fn::GetAtt"].split(".", 1)
+                if name in unmodelled:
+                    return standin(name, attribute)
+            if set(node) == {"Fn::Sub"}:
+                sub = node["Fn::Sub"]
+                text, variables = (sub, None) if isinstance(sub, str) else (sub[0], sub[1])
+                def replace(match):
+                    name, _, attribute = match.group(1).partition(".")
+                    return standin(name, attribute or None) if name in unmodelled else match.group(0)
+                text = re.sub(r"\$\{([A-Za-z0-9.]+)\}", replace, text)
+                return {"Fn::Sub": text if variables is None else [text, walk(variables)]}
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    # Below CloudFormation's 51,200 bytes for a template body (moto cannot fetch a template
+    # from its own S3 by URL): compact JSON without the checkov skips' prose.
+    for resource in template["Resources"].values():
+        resource.get("Metadata", {}).pop("checkov", None)
+        if resource.get("Metadata") == {}:
+            del resource["Metadata"]
+    with open(path, "w") as f:
+        json.dump(walk(template), f, separators=(",", ":"))
+    check(os.path.getsize(path) <= 51200, f"the moto template is {os.path.getsize(path)} bytes, over 51,200")
+    return path, sorted(unmodelled)
 
 
 def check(condition, message):
@@ -85,6 +152,11 @@ def start_moto(log_path):
 
 
 def make_artifacts(directory, daemon_text):
+    upload_api = os.path.join(directory, "upload-api.zip")
+    with zipfile.ZipFile(upload_api, "w") as z:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o755 << 16
+        z.writestr(info, "#!/bin/sh\necho stand-in upload API\n")
     bootstrap = os.path.join(directory, "bootstrap")
     with open(bootstrap, "w") as f:
         f.write("#!/bin/sh\necho stand-in forwarder\n")
@@ -100,6 +172,7 @@ def make_artifacts(directory, daemon_text):
 
 
 def deploy(endpoint, env, stack, zip_path, daemon, params, artifact_bucket=ARTIFACT_BUCKET):
+    template = moto_template(os.path.join(os.path.dirname(zip_path), "template-for-moto.json"))[0]
     cmd = [
         os.path.join(ROOT, "scripts", "deploy"),
         "--stack", stack,
@@ -107,6 +180,8 @@ def deploy(endpoint, env, stack, zip_path, daemon, params, artifact_bucket=ARTIF
         "--endpoint-url", endpoint,
         "--lambda-zip", zip_path,
         "--daemon-binary", daemon,
+        "--upload-api-zip", os.path.join(os.path.dirname(zip_path), "upload-api.zip"),
+        "--template-file", template,
     ] + (["--artifact-bucket", artifact_bucket] if artifact_bucket else [])
     for key, value in params.items():
         cmd += ["-p", f"{key}={value}"]
@@ -189,6 +264,8 @@ def assert_common(clients, stack, env_name, printed):
         "SourceBucketName", "OutputBucketName", "TableName", "InstanceId", "InstancePrivateIp",
         "ForwarderFunctionName", "DeadLetterQueueUrl", "ReleaseParameterName", "ConnectCommand",
         "LogsCommand", "ReinstallCommand", "UploadCommand", "DaemonLogGroupName", "DashboardName",
+        "WebUrl", "PublicBaseUrl", "DistributionId", "WebBucketName", "UploadApiUrl", "UploadApiFunctionName",
+        "JwtIssuerUrl", "WebClientId", "UserPoolId", "SignInUrl",
     }
     check(expected <= set(outputs), f"{stack}: outputs missing {sorted(expected - set(outputs))}")
     for key in expected:
@@ -298,6 +375,7 @@ def assert_common(clients, stack, env_name, printed):
     check(all(f":alarm:{stack}-" in a for w in body["widgets"] if w["type"] == "alarm" for a in w["properties"]["alarms"]),
           "dashboard alarms not named after the stack")
     print(f"  {stack}: log group {group} (365 days), dashboard {outputs['DashboardName']} ({len(body['widgets'])} widgets)")
+    assert_edges(clients, stack, env_name, outputs, resources, prefix)
     return outputs, resources, release
 
 
@@ -362,12 +440,60 @@ def assert_own_network(clients, outputs, resources):
           "endpoints, REJECT flow log; instance and forwarder inside")
 
 
+def assert_edges(clients, stack, env_name, outputs, resources, prefix):
+    """The edges as far as moto creates them (see the module docs for the stand-ins)."""
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
+    check(outputs["WebUrl"] == outputs["PublicBaseUrl"] == f"https://{DOMAIN_STANDIN}/", f"WebUrl {outputs['WebUrl']}")
+    check(outputs["UploadApiUrl"] == API_STANDIN, f"UploadApiUrl {outputs['UploadApiUrl']}")
+    check(outputs["JwtIssuerUrl"] == f"https://cognito-idp.{REGION}.amazonaws.com/standin-UserPool", outputs["JwtIssuerUrl"])
+    check(outputs["SignInUrl"] == f"https://standin-UserPoolDomain.auth.{REGION}.amazoncognito.com", outputs["SignInUrl"])
+    fn_name = outputs["UploadApiFunctionName"]
+    check(fn_name == f"image-pipeline-{env_name}-upload-api", f"upload API function {fn_name}")
+    fn = lam.get_function(FunctionName=fn_name)
+    config = fn["Configuration"]
+    check(config["Runtime"] == "provided.al2023" and config["Handler"] == "bootstrap", "upload API runtime/handler")
+    check(not (config.get("VpcConfig") or {}).get("SubnetIds"), "the upload API is in a VPC")
+    check(fn.get("Concurrency", {}).get("ReservedConcurrentExecutions") == 10, f"upload API concurrency {fn.get('Concurrency')}")
+    env = config["Environment"]["Variables"]
+    wanted = {"TABLE": outputs["TableName"], "SOURCE_BUCKET": outputs["SourceBucketName"], "SOURCE_PREFIX": "uploads/",
+              "PUBLIC_BASE_URL": f"https://{DOMAIN_STANDIN}/", "MAX_SOURCE_BYTES": "209715200"}
+    check({k: env.get(k) for k in wanted} == wanted, f"upload API env {env}")
+    role = config["Role"].rsplit("/", 1)[1]
+    check(role == resources["UploadApiRole"]["PhysicalResourceId"], f"upload API role {role}")
+    check(iam.list_role_policies(RoleName=role)["PolicyNames"] and
+          not iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"], f"{role}: not inline only")
+    code = s3.head_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}upload-api.zip")
+    check(code["ContentLength"] > 0, "no upload-api.zip in the release")
+    table = ddb.describe_table(TableName=outputs["TableName"])["Table"]
+    index = [i for i in table.get("GlobalSecondaryIndexes", []) if i["IndexName"] == "ByOwner"]
+    check(index and index[0]["KeySchema"] == [{"AttributeName": "Owner", "KeyType": "HASH"},
+                                              {"AttributeName": "UploadedAt", "KeyType": "RANGE"}], f"ByOwner index {index}")
+    print(f"  {stack}: upload API {fn_name}: provided.al2023, no VPC, reserved concurrency 10, env wired; table index ByOwner")
+    web = outputs["WebBucketName"]
+    check(web == f"image-pipeline-{env_name}-web-123456789012-{REGION}", f"web bucket {web}")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=web).get("Contents", [])}
+    check(keys >= {"index.html", "app.js", "blurhash.js", "style.css", "config.js"}, f"web bucket holds {sorted(keys)}")
+    page = s3.get_object(Bucket=web, Key="index.html")
+    check(page.get("CacheControl") == "no-cache", f"index.html Cache-Control {page.get('CacheControl')}")
+    config_js = s3.get_object(Bucket=web, Key="config.js")["Body"].read().decode()
+    for value in (API_STANDIN, outputs["JwtIssuerUrl"], outputs["WebClientId"], f"{outputs['SignInUrl']}/oauth2/token"):
+        check(value in config_js, f"config.js lacks {value}: {config_js}")
+    print(f"  {stack}: web page and config.js (API, issuer, client, hosted sign-in) in {web}, no-cache")
+    import base64
+    user_data = base64.b64decode(ec2.describe_instance_attribute(
+        InstanceId=outputs["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+    check(f"PUBLIC_BASE_URL=https://{DOMAIN_STANDIN}/" in heredoc(user_data, "/etc/ec2-service/stack.env"),
+          "stack.env does not give the daemon the distribution's URL")
+    print(f"  {stack}: the daemon's stack.env names the distribution's URL (PUBLIC_BASE_URL)")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="moto-deploy-")
     moto, endpoint = start_moto(os.path.join(work, "moto.log"))
     try:
         env = dict(os.environ)
-        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
+        env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
+                   AWS_ENDPOINT_URL=endpoint)
         env.pop("AWS_PROFILE", None)
         env.pop("AWS_SESSION_TOKEN", None)
         os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
@@ -386,6 +512,8 @@ def main():
         network = {"CreateNetwork": "false", "VpcId": vpc, "InstanceSubnetId": subnets[0],
                    "LambdaSubnetIds": ",".join(subnets)}
         zip_path, daemon = make_artifacts(work, "#!/bin/sh\necho stand-in daemon 1\n")
+        print(f"  moto models none of {', '.join(moto_template(os.path.join(work, 'probe.json'))[1])}: "
+              f"deployed with stand-ins for their Ref/GetAtt ({DOMAIN_STANDIN}, {API_STANDIN})")
 
         # 1. sqs mode
         printed, _ = deploy(endpoint, env, "pipe-sqs", zip_path, daemon, {**network, "EnvName": "qa"})

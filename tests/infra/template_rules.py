@@ -124,7 +124,7 @@ def _():
 @rule("buckets: private, encrypted, versioned, multipart cleanup, TLS-only policy")
 def _():
     buckets = of_type("AWS::S3::Bucket")
-    assert set(buckets) == {"SourceBucket", "OutputBucket"}, sorted(buckets)
+    assert set(buckets) == {"SourceBucket", "OutputBucket", "WebBucket"}, sorted(buckets)
     policies = {p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]
                 for p in of_type("AWS::S3::BucketPolicy").values()}
     for name, bucket in buckets.items():
@@ -141,6 +141,49 @@ def _():
         assert tls, f"{name}: no TLS-only statement"
     assert resources["SourceBucket"].get("DeletionPolicy") == "Retain", "source bucket not retained"
     assert resources["RecordTable"].get("DeletionPolicy") == "Retain", "table not retained"
+
+
+@rule("edges: origins read only by the distribution over HTTPS; every API route behind the JWT authorizer")
+def _():
+    distribution_arn = "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${Distribution}"
+    policies = {p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]
+                for p in of_type("AWS::S3::BucketPolicy").values()}
+    for bucket, resource in (("OutputBucket", "${OutputBucket.Arn}/variants/*"), ("WebBucket", "${WebBucket.Arn}/*")):
+        allows = [s for s in statements(policies[bucket]) if s["Effect"] == "Allow"]
+        assert len(allows) == 1, f"{bucket}: {len(allows)} Allow statements"
+        st = allows[0]
+        assert st["Principal"] == {"Service": "cloudfront.amazonaws.com"}, f"{bucket}: {st['Principal']}"
+        assert as_list(st["Action"]) == ["s3:GetObject"], f"{bucket}: {st['Action']}"
+        assert st["Resource"] == {"Fn::Sub": resource}, f"{bucket}: {st['Resource']}"
+        assert st["Condition"] == {"StringEquals": {"AWS:SourceArn": {"Fn::Sub": distribution_arn}}}, f"{bucket}: {st['Condition']}"
+    assert "Allow" not in {s["Effect"] for s in statements(policies["SourceBucket"])}, "the source bucket admits someone"
+    config = resources["Distribution"]["Properties"]["DistributionConfig"]
+    for origin in config["Origins"]:
+        assert origin.get("OriginAccessControlId") == {"Fn::GetAtt": ["OriginAccessControl", "Id"]}, origin["Id"]
+        assert origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}, origin["Id"]
+    oac = resources["OriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
+    assert (oac["SigningBehavior"], oac["SigningProtocol"], oac["OriginAccessControlOriginType"]) == ("always", "sigv4", "s3"), oac
+    behaviours = [config["DefaultCacheBehavior"], *config.get("CacheBehaviors", [])]
+    assert all(b["ViewerProtocolPolicy"] in ("redirect-to-https", "https-only") for b in behaviours), "a behaviour allows HTTP"
+    caching_optimized = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+    variants = [b for b in config["CacheBehaviors"] if b["PathPattern"] == "variants/*"]
+    assert variants and variants[0]["TargetOriginId"] == "variants" and variants[0]["CachePolicyId"] == caching_optimized, variants
+    routes = of_type("AWS::ApiGatewayV2::Route")
+    assert sorted(r["Properties"]["RouteKey"] for r in routes.values()) == ["GET /images", "GET /images/{key+}", "POST /uploads"]
+    for name, route in routes.items():
+        props = route["Properties"]
+        assert props["AuthorizationType"] == "JWT" and props["AuthorizerId"] == {"Ref": "UploadApiAuthorizer"}, name
+    authorizer = resources["UploadApiAuthorizer"]["Properties"]
+    assert authorizer["AuthorizerType"] == "JWT" and authorizer["IdentitySource"] == ["$request.header.Authorization"]
+    cors = resources["SourceBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert [r["AllowedMethods"] for r in cors] == [["POST"]], cors
+    table = resources["RecordTable"]["Properties"]
+    index = [i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "ByOwner"]
+    assert index and index[0]["KeySchema"] == [{"AttributeName": "Owner", "KeyType": "HASH"},
+                                               {"AttributeName": "UploadedAt", "KeyType": "RANGE"}], index
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "ExpiresAt", "Enabled": True}
+    fn = resources["UploadApiFunction"]["Properties"]
+    assert "VpcConfig" not in fn and set(fn["Environment"]["Variables"]) >= {"TABLE", "SOURCE_BUCKET", "SOURCE_PREFIX", "PUBLIC_BASE_URL", "MAX_SOURCE_BYTES"}
 
 
 @rule("notification: prefix and the same suffixes in both modes, created and removed events")

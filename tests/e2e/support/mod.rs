@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod edge;
 pub mod fixture;
 pub mod moto;
 pub mod pipeline;
