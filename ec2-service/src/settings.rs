@@ -351,11 +351,21 @@ impl Settings {
             .separator("__")
             .try_parsing(true)
             .source(env);
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(environment)
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError(e.to_string()))?;
+        // An empty optional URL (a placeholder filled with nothing) means unset.
+        for url in [
+            &mut settings.aws.endpoint_url,
+            &mut settings.aws.s3_endpoint_url,
+            &mut settings.aws.public_base_url,
+        ] {
+            if url.as_deref().is_some_and(|u| u.trim().is_empty()) {
+                *url = None;
+            }
+        }
         settings.validate().map_err(ConfigError)?;
         Ok(settings)
     }
@@ -792,6 +802,10 @@ mod example_file {
                 "image-pipeline-prod-output-123456789012-eu-west-1",
             ),
             ("@TABLE@", "pipeline-prod-RecordTable-1ABC"),
+            (
+                "@PUBLIC_BASE_URL@",
+                "https://d111111abcdef8.cloudfront.net/",
+            ),
         ];
         let mut filled = text.clone();
         for (placeholder, value) in values {
@@ -831,6 +845,7 @@ mod example_file {
         expected.aws.source_bucket = values[2].1.to_owned();
         expected.aws.output_bucket = values[3].1.to_owned();
         expected.aws.table = values[4].1.to_owned();
+        expected.aws.public_base_url = Some(values[5].1.to_owned());
         expected.signing = loaded.signing.clone();
         assert_eq!(loaded, expected);
         assert_eq!(loaded.signing.key_set().unwrap().len(), 1);

@@ -18,7 +18,7 @@ use crate::support::fixture::Fixture;
 const BUCKET: &str = "photos";
 const MAX: u64 = 4096;
 
-fn request(sub: &str, body: serde_json::Value) -> ApiRequest {
+fn request(sub: &str, body: &serde_json::Value) -> ApiRequest {
     serde_json::from_value(json!({
         "version": "2.0", "routeKey": "POST /uploads", "rawPath": "/uploads",
         "requestContext": {"requestId": "t", "http": {"method": "POST", "path": "/uploads"},
@@ -58,7 +58,7 @@ fn s3_enforces_the_policy_of_the_apis_form() {
 
     let answer = fx.block_on(api.handle(request(
         "user-1",
-        json!({"name": "a.jpg", "content_type": "image/jpeg", "size": 100}),
+        &json!({"name": "a.jpg", "content_type": "image/jpeg", "size": 100}),
     )));
     assert_eq!(answer.status_code, 201, "{}", answer.body);
     let answer = answer.body_json();

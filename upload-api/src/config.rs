@@ -37,10 +37,12 @@ pub const OWNER_INDEX: &str = "ByOwner";
 
 /// Content types accepted, and the extension each gives the key. The stack's S3
 /// notification only forwards these suffixes, so any other type would wait forever.
-pub const ACCEPTED_TYPES: [(&str, &str); 3] = [
+pub const ACCEPTED_TYPES: [(&str, &str); 5] = [
     ("image/jpeg", ".jpg"),
     ("image/png", ".png"),
     ("image/webp", ".webp"),
+    ("image/heic", ".heic"),
+    ("image/heif", ".heic"),
 ];
 
 /// The daemon's default `limits.max_source_bytes`.

@@ -72,9 +72,9 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     operation: &'static str,
-    error: SdkError<E, R>,
+    error: &SdkError<E, R>,
 ) -> RecordError {
-    let message = aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string();
+    let message = aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string();
     match error.code() {
         Some(
             "ProvisionedThroughputExceededException"
@@ -127,7 +127,7 @@ impl Records {
             Err(error) if error.code() == Some("ConditionalCheckFailedException") => {
                 Err(RecordError::Exists(stub.key.clone()))
             }
-            Err(error) => Err(classify("PutItem", error)),
+            Err(error) => Err(classify("PutItem", &error)),
         }
     }
 
@@ -142,7 +142,7 @@ impl Records {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| classify("GetItem", e))?;
+            .map_err(|e| classify("GetItem", &e))?;
         Ok(output.item)
     }
 
@@ -173,7 +173,7 @@ impl Records {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| classify("Query", e))?;
+            .map_err(|e| classify("Query", &e))?;
         let text = |item: &Item, name: &str| match item.get(name) {
             Some(AttributeValue::S(v)) => Some(v.clone()),
             _ => None,

@@ -385,7 +385,7 @@ async fn process(
         .read_to_end(&mut header)
         .await
         .map_err(JobError::Scratch)?;
-    let cost = ctx.pool.cost_mib(&header, downloaded, limits);
+    let cost = ctx.pool.cost_mib(&header, downloaded, settings);
     let reservation = timings.time(Stage::Wait, ctx.pool.reserve(cost)).await?;
     let mut bytes = header;
     bytes.reserve(downloaded as usize - bytes.len());

@@ -2,8 +2,8 @@
 //! on the tokio or actix threads, admitted through a memory budget.
 //!
 //! Each source first takes a share of the budget (`[server] memory_budget_bytes`) sized
-//! from its size and its header (the source bytes plus pixels x 4 bytes, the decode capped
-//! at the decode limit, the whole capped at the budget), *before* it is read into memory:
+//! from its size and its header (the source bytes plus [`pipeline::memory_estimate`] for
+//! the recipe, the whole capped at the budget), *before* it is read into memory:
 //! a few huge photos wait for each other instead of running the box out of memory, while
 //! small ones keep flowing. The share is held until the render has finished.
 
@@ -60,11 +60,10 @@ impl RenderPool {
     /// first bytes of the file (`header`, the whole source when it is small). When the
     /// header does not say (a JPEG whose metadata comes before its frame header fills the
     /// whole chunk), the most one decode may take under the limits is assumed.
-    pub fn cost_mib(&self, header: &[u8], source_len: u64, limits: &Limits) -> u32 {
+    pub fn cost_mib(&self, header: &[u8], source_len: u64, settings: &RenderSettings) -> u32 {
+        let limits = &settings.limits;
         let decoded = match pipeline::probe::probe(header, limits) {
-            Ok(probe) => {
-                (u64::from(probe.width) * u64::from(probe.height) * 4).min(limits.max_decode_bytes)
-            }
+            Ok(probe) => pipeline::memory_estimate(&probe, &settings.recipe, limits),
             // The whole source is refused from its header: nothing will be decoded.
             Err(_) if header.len() as u64 >= source_len => 0,
             Err(_) => limits.max_decode_bytes,
@@ -133,25 +132,34 @@ mod tests {
         let jpeg = encode(&raster, OutputFormat::Jpeg, 90, [255, 255, 255]).unwrap();
         let pool = RenderPool::new(2, 64 * MIB).unwrap();
         let len = jpeg.len() as u64;
-        assert_eq!(pool.cost_mib(&jpeg, len, &Limits::default()), 1);
-        // The source's own bytes count: a 40 MiB file with a tiny image costs 40 MiB.
-        assert_eq!(pool.cost_mib(&jpeg, 40 * MIB, &Limits::default()), 41);
-        let huge = Limits {
+        let settings = |limits: Limits| RenderSettings {
+            recipe: Recipe::default(),
+            limits,
+            watermark: None,
+        };
+        let standard = settings(Limits::default());
+        assert!(pool.cost_mib(&jpeg, len, &standard) <= 2);
+        // The source's own bytes count: a 40 MiB file with a tiny image costs 40 MiB more.
+        assert_eq!(
+            pool.cost_mib(&jpeg, 40 * MIB, &standard),
+            pool.cost_mib(&jpeg, len, &standard) + 40
+        );
+        let huge = settings(Limits {
             max_decode_bytes: 1 << 40,
             max_pixels: 1 << 40,
             ..Limits::default()
-        };
+        });
         let mut bomb = jpeg.clone();
         // A header claiming 30000x30000 costs the whole budget, never more.
         let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         bomb[sof + 5..sof + 9].copy_from_slice(&[0x75, 0x30, 0x75, 0x30]);
         assert_eq!(pool.cost_mib(&bomb, len, &huge), 64);
         // A header chunk that does not say is charged the most a decode may take.
-        let limits = Limits {
+        let small = settings(Limits {
             max_decode_bytes: 20 * MIB,
             ..Limits::default()
-        };
-        assert_eq!(pool.cost_mib(&jpeg[..2], 5 * MIB, &limits), 25);
+        });
+        assert_eq!(pool.cost_mib(&jpeg[..2], 5 * MIB, &small), 25);
 
         let first = pool.reserve(40).await.unwrap();
         assert_eq!(pool.reserved_bytes(), 40 * MIB);

@@ -121,10 +121,9 @@ impl Authorizer {
                 key["kid"].as_str(),
                 key["n"].as_str(),
                 key["e"].as_str(),
-            ) {
-                if let Ok(decoding) = DecodingKey::from_rsa_components(n, e) {
-                    keys.insert(kid.to_owned(), decoding);
-                }
+            ) && let Ok(decoding) = DecodingKey::from_rsa_components(n, e)
+            {
+                keys.insert(kid.to_owned(), decoding);
             }
         }
         Ok(keys)

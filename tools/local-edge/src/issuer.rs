@@ -207,14 +207,10 @@ async fn jwks(issuer: web::Data<Issuer>) -> HttpResponse {
         .json(issuer.jwks())
 }
 
-/// Checks an authorization request; `Err` is the page to show instead.
-fn check_authorize(issuer: &Issuer, q: &HashMap<String, String>) -> Result<(), HttpResponse> {
+/// Checks an authorization request; `Err` says why it is refused.
+fn check_authorize(issuer: &Issuer, q: &HashMap<String, String>) -> Result<(), &'static str> {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    let refuse = |why: &str| {
-        Err(HttpResponse::BadRequest()
-            .content_type("text/plain")
-            .body(why.to_owned()))
-    };
+    let refuse = Err;
     if get("response_type") != "code" {
         return refuse("response_type must be code");
     }
@@ -230,10 +226,17 @@ fn check_authorize(issuer: &Issuer, q: &HashMap<String, String>) -> Result<(), H
     Ok(())
 }
 
+/// The page an authorization request that is refused gets.
+fn refused(why: &str) -> HttpResponse {
+    HttpResponse::BadRequest()
+        .content_type("text/plain")
+        .body(why.to_owned())
+}
+
 /// The sign-in form.
 async fn authorize_form(issuer: web::Data<Issuer>, q: Query) -> HttpResponse {
-    if let Err(page) = check_authorize(&issuer, &q) {
-        return page;
+    if let Err(why) = check_authorize(&issuer, &q) {
+        return refused(why);
     }
     let hidden: String = [
         "response_type",
@@ -273,8 +276,8 @@ p{{color:#666;font-size:13px;max-width:22em}}</style></head><body>
 
 /// The form's answer: a code, back to the redirect URI.
 async fn authorize_submit(issuer: web::Data<Issuer>, form: Form) -> HttpResponse {
-    if let Err(page) = check_authorize(&issuer, &form) {
-        return page;
+    if let Err(why) = check_authorize(&issuer, &form) {
+        return refused(why);
     }
     let username = form.get("username").map(|u| u.trim()).unwrap_or_default();
     if username.is_empty() || username.len() > 128 {
