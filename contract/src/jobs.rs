@@ -109,6 +109,28 @@ pub struct JobAnswers {
     pub jobs: Vec<JobAnswer>,
 }
 
+/// A job an operator command sends through the SQS queue in fleet mode (reconcile): the
+/// body of the message is `{"operatorJob": {...}}`, beside the S3 event notifications the
+/// queue otherwise carries. The daemon that receives it renders the current object at
+/// `key`, whatever its record says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorJob {
+    /// `reconcile` or `reprocess`.
+    pub origin: String,
+    pub bucket: String,
+    pub key: String,
+    #[serde(rename = "eTag", default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+/// The SQS body of an [`OperatorJob`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorMessage {
+    pub operator_job: OperatorJob,
+}
+
 /// Body of every non-2xx answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -220,6 +242,29 @@ mod tests {
             serde_json::to_value(&error).unwrap(),
             json!({"code": "queue-full", "message": "try later"})
         );
+    }
+
+    #[test]
+    fn operator_messages_have_their_own_shape() {
+        let message = OperatorMessage {
+            operator_job: OperatorJob {
+                origin: "reconcile".into(),
+                bucket: "photos".into(),
+                key: "uploads/a b.jpg".into(),
+                etag: Some("e1".into()),
+            },
+        };
+        let wire = serde_json::to_value(&message).unwrap();
+        assert_eq!(
+            wire,
+            json!({"operatorJob": {"origin": "reconcile", "bucket": "photos",
+                                   "key": "uploads/a b.jpg", "eTag": "e1"}})
+        );
+        assert_eq!(
+            serde_json::from_value::<OperatorMessage>(wire).unwrap(),
+            message
+        );
+        assert!(serde_json::from_value::<OperatorMessage>(json!({"Records": []})).is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod signature;
 pub use filter::{Filter, Skip};
 pub use jobs::{
     AnswerStatus, ErrorBody, JobAction, JobAnswer, JobAnswers, JobRequest, JobsRequest,
+    OperatorJob, OperatorMessage,
 };
 pub use rules::{LogKey, MAX_KEY_BYTES, Refusal, Rules, VARIANT_PREFIX, check_key, escape_key};
 pub use sequencer::compare_sequencers;

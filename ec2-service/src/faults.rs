@@ -9,6 +9,8 @@
 //!   renders (a slow render).
 //! - `http-exit-after-ms=MS`: the HTTP server stops MS after the daemon is ready, as if
 //!   its thread had died.
+//! - `abort@SUBSTRING`: the whole process aborts when a job whose key contains SUBSTRING
+//!   is about to render (a source that kills daemons).
 
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ mod enabled {
     #[derive(Debug, Default)]
     pub struct Faults {
         pub panic: Vec<String>,
+        pub abort: Vec<String>,
         pub render_delay: Vec<(Duration, String)>,
         pub http_exit_after: Option<Duration>,
     }
@@ -35,6 +38,7 @@ mod enabled {
                 let ms = || Duration::from_millis(value.parse().unwrap_or(0));
                 match name {
                     "panic" => faults.panic.push(target.to_owned()),
+                    "abort" => faults.abort.push(target.to_owned()),
                     "render-delay-ms" => faults.render_delay.push((ms(), target.to_owned())),
                     "http-exit-after-ms" => faults.http_exit_after = Some(ms()),
                     other => eprintln!("ec2-service: unknown fault {other:?} ignored"),
@@ -54,6 +58,20 @@ pub fn maybe_panic(key: &str) {
         .any(|s| key.contains(s.as_str()))
     {
         panic!("injected fault: panic@ for {key}");
+    }
+    let _ = key;
+}
+
+/// Aborts the process when the `abort@` fault names this key.
+pub fn maybe_abort(key: &str) {
+    #[cfg(feature = "faults")]
+    if enabled::faults()
+        .abort
+        .iter()
+        .any(|s| key.contains(s.as_str()))
+    {
+        eprintln!("injected fault: abort@ for {key}");
+        std::process::abort();
     }
     let _ = key;
 }

@@ -26,6 +26,7 @@ pub const ENV_PREFIX: &str = "EC2_SERVICE";
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    pub intake: IntakeSettings,
     pub server: ServerSettings,
     pub admin: AdminSettings,
     pub scratch: ScratchSettings,
@@ -36,6 +37,63 @@ pub struct Settings {
     pub recipe: Recipe,
     pub limits: Limits,
     pub watermark: WatermarkSettings,
+}
+
+/// Where jobs come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntakeMode {
+    /// The forwarder Lambda POSTs signed jobs (`/v1/jobs`); they are kept on the scratch
+    /// disk. One box.
+    Http,
+    /// The daemon long-polls the SQS queue the S3 notification feeds; the queue keeps the
+    /// jobs. Any number of boxes (fleet mode).
+    Sqs,
+}
+
+/// The `[intake]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntakeSettings {
+    pub mode: IntakeMode,
+    /// The queue the S3 notification feeds (`sqs` mode).
+    pub queue_url: String,
+    /// Long-poll wait of one ReceiveMessage, seconds (1-20).
+    pub wait_secs: u32,
+    /// Seconds a received message stays invisible; extended while its job works, so a
+    /// render slower than this is never delivered to a second daemon (5-43200).
+    pub visibility_timeout_secs: u32,
+    /// Only keys starting with this are processed (`sqs` mode), as the forwarder's
+    /// SOURCE_PREFIX.
+    pub source_prefix: String,
+    /// Comma-separated key suffixes processed (ASCII case ignored; empty: all), as the
+    /// forwarder's SOURCE_SUFFIXES.
+    pub source_suffixes: String,
+}
+
+impl Default for IntakeSettings {
+    fn default() -> Self {
+        IntakeSettings {
+            mode: IntakeMode::Http,
+            queue_url: String::new(),
+            wait_secs: 20,
+            visibility_timeout_secs: 120,
+            source_prefix: String::new(),
+            source_suffixes: String::new(),
+        }
+    }
+}
+
+impl IntakeSettings {
+    /// The suffixes as a list.
+    pub fn suffixes(&self) -> Vec<String> {
+        self.source_suffixes
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// The `[server]` section: the public listener, the queue and the workers.
@@ -404,6 +462,17 @@ impl Settings {
     }
 
     fn validate_service(&self) -> Result<(), String> {
+        if self.intake.visibility_timeout_secs < 5 {
+            return Err(format!(
+                "intake.visibility_timeout_secs: {} is under the minimum of 5",
+                self.intake.visibility_timeout_secs
+            ));
+        }
+        if let Some(bad) = self.intake.suffixes().iter().find(|s| s.contains('/')) {
+            return Err(format!(
+                "intake.source_suffixes: {bad:?} is not a key suffix (it has a /)"
+            ));
+        }
         let server = &self.server;
         parse_addr("server.listen", &server.listen)?;
         let admin = parse_addr("admin.listen", &self.admin.listen)?;
@@ -452,6 +521,12 @@ impl Settings {
             ),
             ("signing.max_skew_secs", self.signing.max_skew_secs, 3_600),
             ("server.body_timeout_secs", server.body_timeout_secs, 300),
+            ("intake.wait_secs", u64::from(self.intake.wait_secs), 20),
+            (
+                "intake.visibility_timeout_secs",
+                u64::from(self.intake.visibility_timeout_secs),
+                43_200,
+            ),
             (
                 "admin.reconcile_page_size",
                 u64::from(self.admin.reconcile_page_size),
@@ -523,6 +598,15 @@ impl Settings {
                 "aws.output_bucket: must differ from aws.source_bucket (variants must never trigger events)"
                     .to_owned(),
             );
+        }
+        if self.intake.mode == IntakeMode::Sqs {
+            if self.intake.queue_url.trim().is_empty() {
+                return Err(
+                    "intake.queue_url: must be set when intake.mode is \"sqs\" (set EC2_SERVICE__INTAKE__QUEUE_URL)"
+                        .to_owned(),
+                );
+            }
+            return Ok(());
         }
         if self.signing.key_set()?.is_empty() {
             return Err(

@@ -15,6 +15,7 @@
 
 mod accept;
 mod edges;
+mod fleet;
 mod operator;
 mod pipeline;
 mod processing;

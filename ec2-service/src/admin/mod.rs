@@ -121,6 +121,8 @@ pub struct AdminState {
     pub started_at: String,
     /// Objects per listing page while reconciling.
     pub reconcile_page_size: i32,
+    /// Fleet mode: reconcile sends its jobs to this queue, under a lease.
+    pub fleet: Option<reconcile::FleetQueue>,
     reconciling: AtomicBool,
     last_reconcile: std::sync::Mutex<Option<ReconcileState>>,
 }
@@ -132,6 +134,7 @@ impl AdminState {
         started: Instant,
         started_at: String,
         reconcile_page_size: i32,
+        fleet: Option<reconcile::FleetQueue>,
     ) -> AdminState {
         AdminState {
             intake,
@@ -139,6 +142,7 @@ impl AdminState {
             started,
             started_at,
             reconcile_page_size,
+            fleet,
             reconciling: AtomicBool::new(false),
             last_reconcile: std::sync::Mutex::new(None),
         }

@@ -5,7 +5,8 @@
 //!
 //! The listing is read one page at a time, and each page is checked against the records
 //! and enqueued before the next is asked for: memory stays at one page however large the
-//! bucket.
+//! bucket. In fleet mode the jobs go to the SQS queue (any box takes them), and the sweep
+//! holds a lease in the records table, renewed every page, so two boxes never sweep at once.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -17,6 +18,64 @@ use crate::aws::records::{STATUS_DELETED, STATUS_DONE, STATUS_FAILED, STATUS_PEN
 use crate::error_chain::error_chain;
 use crate::http_error::ServiceError;
 use crate::spool::job::{Job, Origin, now_rfc3339};
+
+/// How long a reconcile lease lasts without renewal.
+const LEASE_TTL: Duration = Duration::from_secs(120);
+
+/// Where a fleet's reconcile sends its jobs, and who holds the lease.
+#[derive(Debug, Clone)]
+pub struct FleetQueue {
+    pub client: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    /// This box, as the lease names it.
+    pub holder: String,
+}
+
+impl FleetQueue {
+    /// Sends operator jobs to the queue, ten per call.
+    async fn send(&self, requests: &[pipeline_contract::JobRequest]) -> Result<(), String> {
+        use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+        for chunk in requests.chunks(10) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, request)| {
+                    let body = serde_json::to_string(&pipeline_contract::OperatorMessage {
+                        operator_job: pipeline_contract::OperatorJob {
+                            origin: "reconcile".to_owned(),
+                            bucket: request.bucket.clone(),
+                            key: request.key.clone(),
+                            etag: request.etag.clone(),
+                        },
+                    })
+                    .ok()?;
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let sent = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())?;
+            if let Some(failed) = sent.failed().first() {
+                return Err(format!(
+                    "{} of {} jobs not sent: {}",
+                    sent.failed().len(),
+                    chunk.len(),
+                    failed.message().unwrap_or("no reason given")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// How long `POST /admin/reconcile` waits for the reconcile before answering that it goes
 /// on in the background (the CLI promises an answer within a second).
@@ -112,11 +171,44 @@ async fn run(state: &AdminState, prefix: &str) -> Result<ReconcileReport, Servic
         complete: true,
         ..ReconcileReport::default()
     };
+    if let Some(fleet) = &state.fleet
+        && !ctx
+            .records
+            .take_lease(&fleet.holder, LEASE_TTL)
+            .await
+            .map_err(|e| ServiceError::Internal(error_chain(&e)))?
+    {
+        return Err(ServiceError::ReconcileRunning);
+    }
+    let result = sweep(state, prefix, &bucket, &recipe_version, &mut report).await;
+    if let Some(fleet) = &state.fleet
+        && let Err(e) = ctx.records.drop_lease(&fleet.holder).await
+    {
+        tracing::warn!(error = %error_chain(&e), "cannot give the reconcile lease back; it expires by itself");
+    }
+    result.map(|()| report)
+}
+
+async fn sweep(
+    state: &AdminState,
+    prefix: &str,
+    bucket: &str,
+    recipe_version: &str,
+    report: &mut ReconcileReport,
+) -> Result<(), ServiceError> {
+    let intake = &state.intake;
+    let ctx = &state.observed.ctx;
     let mut token = None;
     loop {
+        if let Some(fleet) = &state.fleet {
+            ctx.records
+                .take_lease(&fleet.holder, LEASE_TTL)
+                .await
+                .map_err(|e| ServiceError::Internal(error_chain(&e)))?;
+        }
         let page = ctx
             .s3
-            .list_page(&bucket, prefix, token.take(), state.reconcile_page_size)
+            .list_page(bucket, prefix, token.take(), state.reconcile_page_size)
             .await
             .map_err(|e| ServiceError::Internal(error_chain(&e)))?;
         report.pages += 1;
@@ -124,7 +216,7 @@ async fn run(state: &AdminState, prefix: &str) -> Result<ReconcileReport, Servic
         let sources: Vec<_> = page
             .objects
             .into_iter()
-            .filter(|o| !intake.rules.is_own_output(&bucket, &o.key))
+            .filter(|o| !intake.rules.is_own_output(bucket, &o.key))
             .collect();
         report.listed += sources.len() as u64;
         let keys: Vec<String> = sources.iter().map(|o| o.key.clone()).collect();
@@ -135,28 +227,36 @@ async fn run(state: &AdminState, prefix: &str) -> Result<ReconcileReport, Servic
             .map_err(|e| ServiceError::Internal(error_chain(&e)))?;
         let mut requests = Vec::new();
         for object in &sources {
-            if intake.queue.holds_source(&bucket, &object.key) {
+            if intake.queue.holds_source(bucket, &object.key) {
                 report.already_queued += 1;
                 continue;
             }
             match reason(
                 records.get(&object.key),
                 object.etag.as_deref(),
-                &recipe_version,
+                recipe_version,
             ) {
                 None => report.up_to_date += 1,
                 Some(why) => {
                     *report.reasons.entry(why.to_owned()).or_default() += 1;
                     requests.push(Job::operator_request(
                         Origin::Reconcile,
-                        &bucket,
+                        bucket,
                         &object.key,
                         object.etag.clone(),
                     ));
                 }
             }
         }
-        if !requests.is_empty() {
+        if let Some(fleet) = &state.fleet
+            && !requests.is_empty()
+        {
+            fleet
+                .send(&requests)
+                .await
+                .map_err(ServiceError::Internal)?;
+            report.enqueued += requests.len() as u64;
+        } else if !requests.is_empty() {
             let count = requests.len() as u64;
             match intake
                 .admit(requests, |r| Job::operator(Origin::Reconcile, r))
@@ -166,14 +266,14 @@ async fn run(state: &AdminState, prefix: &str) -> Result<ReconcileReport, Servic
                 Err(e @ (ServiceError::QueueFull(_) | ServiceError::ShuttingDown)) => {
                     report.complete = false;
                     report.stopped_because = Some(e.to_string());
-                    return Ok(report);
+                    return Ok(());
                 }
                 Err(e) => return Err(e),
             }
         }
         match page.next {
             Some(next) => token = Some(next),
-            None => return Ok(report),
+            None => return Ok(()),
         }
     }
 }

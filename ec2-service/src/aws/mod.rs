@@ -64,6 +64,11 @@ pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client 
     aws_sdk_dynamodb::Client::new(sdk)
 }
 
+/// The SQS client of fleet mode (`[intake] mode = "sqs"`) and of a fleet's reconcile.
+pub fn sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(sdk)
+}
+
 /// What a failed AWS call means for the job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {

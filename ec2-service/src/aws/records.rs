@@ -43,6 +43,16 @@ pub const STATUS_DONE: &str = "DONE";
 pub const STATUS_FAILED: &str = "FAILED";
 pub const STATUS_DELETED: &str = "DELETED";
 
+/// The key of the item that holds the reconcile lease in fleet mode (one box sweeps at a
+/// time). No S3 key looks like it, and it has no `Owner`, so no listing shows it.
+pub const RECONCILE_LEASE_KEY: &str = "ec2-service:lease:reconcile";
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Why a DynamoDB call failed.
 #[derive(Debug, thiserror::Error)]
 #[error("DynamoDB {operation} failed: {failure}")]
@@ -603,6 +613,51 @@ impl Records {
             .await
             .map_err(Self::sdk("GetItem"))?;
         Ok(output.item)
+    }
+
+    /// Takes (or renews) the reconcile lease for `holder` until `ttl` from now, unless
+    /// another holder's lease has not expired. The lease is one item of the table, under a
+    /// key no source has ([`RECONCILE_LEASE_KEY`]).
+    pub async fn take_lease(&self, holder: &str, ttl: Duration) -> Result<bool, RecordError> {
+        let now = now_ms();
+        let mut update = Update::default();
+        update
+            .set("Holder", s(holder))
+            .set("LeaseUntilMs", n(now + ttl.as_millis() as u64))
+            .set("Status", s("LEASE"));
+        let file_name = update.name("FileName");
+        let holder_name = update.name("Holder");
+        let until = update.name("LeaseUntilMs");
+        let me = update.value(s(holder));
+        let now_value = update.value(n(now));
+        let condition = format!(
+            "attribute_not_exists({file_name}) OR {holder_name} = {me} OR {until} < {now_value}"
+        );
+        Ok(self
+            .update(RECONCILE_LEASE_KEY, update, Some(condition))
+            .await?
+            .is_ok())
+    }
+
+    /// Gives the lease back, if `holder` still has it.
+    pub async fn drop_lease(&self, holder: &str) -> Result<(), RecordError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("FileName", s(RECONCILE_LEASE_KEY))
+            .condition_expression("#h = :h")
+            .expression_attribute_names("#h", "Holder")
+            .expression_attribute_values(":h", s(holder))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match error.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(Self::sdk("DeleteItem")(error)),
+            },
+        }
     }
 
     /// Whether the table answers (DescribeTable).

@@ -68,10 +68,12 @@ impl Observed {
     }
 }
 
-/// The public routes.
-pub fn routes(config: &mut web::ServiceConfig) {
+/// The public routes (`POST /v1/jobs` only when jobs arrive over HTTP).
+pub fn routes(config: &mut web::ServiceConfig, with_jobs: bool) {
+    if with_jobs {
+        config.route(JOBS_PATH, web::post().to(post_jobs));
+    }
     config
-        .route(JOBS_PATH, web::post().to(post_jobs))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics));
@@ -113,6 +115,8 @@ pub struct Servers {
 pub struct Limits {
     pub workers: usize,
     pub max_connections: usize,
+    /// Whether `POST /v1/jobs` is served (not in fleet mode, where jobs come from SQS).
+    pub with_jobs: bool,
 }
 
 /// Starts the actix system on its own thread with both listeners.
@@ -143,7 +147,7 @@ pub fn start_http(
                     App::new()
                         .app_data(accept.clone())
                         .app_data(observed.clone())
-                        .configure(routes)
+                        .configure(|c| routes(c, limits.with_jobs))
                 })
                 .workers(limits.workers)
                 .max_connections(per_worker)

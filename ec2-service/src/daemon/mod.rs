@@ -23,13 +23,15 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::AdminState;
+use crate::admin::reconcile::FleetQueue;
 use crate::aws::records::Records;
 use crate::aws::s3::S3;
 use crate::error_chain::error_chain;
 use crate::intake::Intake;
 use crate::intake::accept::Accept;
+use crate::intake::sqs::{Messages, SqsIntake, keep_invisible, max_receive_count};
 use crate::metrics::Metrics;
-use crate::settings::Settings;
+use crate::settings::{IntakeMode, Settings};
 use crate::spool::files::JobFiles;
 use crate::spool::queue::Queue;
 use crate::work::render_pool::{RenderPool, RenderSettings};
@@ -147,6 +149,16 @@ async fn run(
         scratch.clone(),
     ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let fleet = settings.intake.mode == IntakeMode::Sqs;
+    let sqs = fleet.then(|| crate::aws::sqs_client(&sdk));
+    let visibility = Duration::from_secs(u64::from(settings.intake.visibility_timeout_secs));
+    let messages = sqs.as_ref().map(|client| {
+        Arc::new(Messages::new(
+            client.clone(),
+            settings.intake.queue_url.clone(),
+            visibility,
+        ))
+    });
     let ctx = Arc::new(Context {
         queue: queue.clone(),
         files: files.clone(),
@@ -163,7 +175,8 @@ async fn run(
         output_bucket: aws.output_bucket.clone(),
         variant_prefix: aws.variant_prefix.clone(),
         public_base_url: aws.public_base_url.clone(),
-        stop: stopped,
+        stop: stopped.clone(),
+        messages: messages.clone(),
     });
 
     let bind = |what: &str, addr: &str| {
@@ -211,11 +224,16 @@ async fn run(
         runtime: tokio::runtime::Handle::current(),
     });
     let admin_state = Arc::new(AdminState::new(
-        intake,
+        intake.clone(),
         observed.clone(),
         started,
         crate::spool::job::now_rfc3339(),
         settings.admin.reconcile_page_size as i32,
+        sqs.as_ref().map(|client| FleetQueue {
+            client: client.clone(),
+            queue_url: settings.intake.queue_url.clone(),
+            holder: holder_name(),
+        }),
     ));
     let mut servers = match http::start_http(
         accept,
@@ -226,6 +244,7 @@ async fn run(
         http::Limits {
             workers: settings.server.http_workers,
             max_connections: settings.server.max_connections,
+            with_jobs: !fleet,
         },
     ) {
         Ok(servers) => servers,
@@ -248,6 +267,48 @@ async fn run(
         })
     };
 
+    let receiving = match (&sqs, &messages) {
+        (Some(client), Some(messages)) => {
+            let max_receive_count = match max_receive_count(client, &settings.intake.queue_url)
+                .await
+            {
+                Ok(max) => max,
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "cannot read the queue's redrive policy; last deliveries are not recorded");
+                    None
+                }
+            };
+            if max_receive_count.is_none() {
+                tracing::warn!(
+                    queue = settings.intake.queue_url,
+                    "the queue has no redrive policy (DLQ): a message that keeps failing comes back for ever"
+                );
+            }
+            let filter = pipeline_contract::Filter::new(
+                settings.rules(),
+                settings.intake.source_prefix.clone(),
+                settings.intake.suffixes(),
+            );
+            let receiver = SqsIntake {
+                client: client.clone(),
+                queue_url: settings.intake.queue_url.clone(),
+                filter,
+                wait_secs: settings.intake.wait_secs as i32,
+                visibility,
+                concurrency: settings.concurrency(),
+                intake: intake.clone(),
+                messages: messages.clone(),
+            };
+            let every = (visibility / 4).max(Duration::from_secs(1));
+            tokio::spawn(keep_invisible(messages.clone(), every, stopped.clone()));
+            Some(tokio::spawn({
+                let stopped = stopped.clone();
+                async move { receiver.run(max_receive_count, stopped).await }
+            }))
+        }
+        _ => None,
+    };
+
     let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -258,10 +319,17 @@ async fn run(
         return EXIT_OSERR;
     };
 
-    let summary = format!(
-        "serving on {listen} (admin {admin_listen}), {resumed_count} jobs resumed, recipe {}",
-        settings.recipe.version
-    );
+    let summary = if fleet {
+        format!(
+            "serving from SQS (health on {listen}, admin {admin_listen}), {resumed_count} jobs resumed, recipe {}",
+            settings.recipe.version
+        )
+    } else {
+        format!(
+            "serving on {listen} (admin {admin_listen}), {resumed_count} jobs resumed, recipe {}",
+            settings.recipe.version
+        )
+    };
     tracing::info!(
         listen,
         admin = admin_listen,
@@ -269,6 +337,7 @@ async fn run(
         concurrency = settings.concurrency(),
         render_threads = settings.render_threads(),
         queue_capacity = settings.server.queue_capacity,
+        intake = if fleet { "sqs" } else { "http" },
         recipe = settings.recipe.version,
         version = env!("CARGO_PKG_VERSION"),
         "ready"
@@ -321,6 +390,20 @@ async fn run(
     queue.stop_accepting();
     let _ = stop.send(true);
     queue.stop_dispatching();
+    if let Some(receiving) = receiving {
+        let _ = receiving.await;
+    }
+    if let Some(messages) = &messages {
+        // Jobs that have not started go back at once: another daemon takes them now.
+        for job in queue
+            .not_started()
+            .into_iter()
+            .filter(|j| j.message.is_some())
+        {
+            messages.job_again(&job, Duration::ZERO).await;
+            queue.forget(&job);
+        }
+    }
     let stop_public = servers.public.stop(true);
     let dispatched = match dispatched {
         Some(dispatched) => dispatched,
@@ -330,6 +413,15 @@ async fn run(
             work::dispatch::Dispatched::default()
         }),
     };
+    if let Some(messages) = &messages {
+        let handed_back = messages.hand_back_all().await;
+        if handed_back > 0 {
+            tracing::info!(
+                handed_back,
+                "messages of unfinished jobs handed back to the queue"
+            );
+        }
+    }
     stop_public.await;
     servers.admin.stop(false).await;
     let thread = servers.thread;
@@ -349,4 +441,14 @@ async fn run(
         failed = true;
     }
     if failed { EXIT_SOFTWARE } else { 0 }
+}
+
+/// This box, as a reconcile lease names it: the host name and the process.
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{host}/{}", std::process::id())
 }

@@ -45,6 +45,7 @@ pub fn reload(
         tracing::error!(error = %e, level = new.log.level, "cannot change the log level");
     }
     let restart_needed: Vec<&str> = [
+        ("intake", current.intake != new.intake),
         ("server", current.server != new.server),
         ("admin", current.admin != new.admin),
         ("scratch", current.scratch != new.scratch),

@@ -1,10 +1,12 @@
 //! How jobs arrive: [`accept`], the signed `POST /v1/jobs` of the forwarder, with
-//! [`replay`] detection; and [`Intake`], the admission every way in shares (the forwarder's
+//! [`replay`] detection; [`sqs`], the queue a fleet of daemons reads itself; and
+//! [`Intake`], the admission every way in shares (the forwarder's
 //! requests, the operator's `reprocess` and `reconcile`): the contract's [`Rules`], one
 //! answer per job, durable storage before the answer.
 
 pub mod accept;
 pub mod replay;
+pub mod sqs;
 
 use std::sync::Arc;
 

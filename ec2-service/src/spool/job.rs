@@ -26,7 +26,7 @@ pub const MAX_SEQUENCER_LEN: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
-    /// An S3 event, through the forwarder.
+    /// An S3 event (through the forwarder, or read from SQS in fleet mode).
     Event,
     /// `ec2-service reprocess`.
     Reprocess,
@@ -73,6 +73,20 @@ pub struct Job {
     /// Why the job is parked, when it is: it cannot end until an operator acts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parked: Option<String>,
+    /// The SQS message the job came from (fleet mode): the queue, not the scratch disk,
+    /// keeps such a job, so it is never written to a file.
+    #[serde(skip)]
+    pub message: Option<MessageRef>,
+}
+
+/// Where a job read from SQS came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    pub message_id: String,
+    /// How many times SQS has delivered the message (this delivery included).
+    pub receive_count: u32,
+    /// This is the last delivery before SQS moves the message to the DLQ.
+    pub last_delivery: bool,
 }
 
 /// How a job ended, as `status`, `jobs`, the metrics and the log line say it.
@@ -173,6 +187,7 @@ impl Job {
             last_error: None,
             record_waits: 0,
             parked: None,
+            message: None,
         }
     }
 

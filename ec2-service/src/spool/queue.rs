@@ -247,6 +247,28 @@ impl State {
     fn remove(&mut self, id: &str) -> Option<Slot> {
         let slot = self.slots.remove(id)?;
         let source = source_of(&slot.job);
+        // Out of the indexes too, for a job that had not started.
+        match slot.state {
+            SlotState::Due => {
+                let old = if self.busy.contains(&source) {
+                    None
+                } else {
+                    self.head_of(&source)
+                };
+                if let Some(set) = self.due.get_mut(&source) {
+                    set.remove(&(slot.job.seq, id.to_owned()));
+                    if set.is_empty() {
+                        self.due.remove(&source);
+                    }
+                }
+                self.set_head(&source, old);
+            }
+            SlotState::Delayed(at) => {
+                self.delayed.remove(&(at, slot.job.seq, id.to_owned()));
+            }
+            SlotState::InFlight => {}
+            SlotState::Parked => self.parked -= 1,
+        }
         if let Some(n) = self.per_source.get_mut(&source) {
             *n -= 1;
             if *n == 0 {
@@ -267,6 +289,8 @@ pub struct Queue {
     /// files are one step.
     admit_lock: Mutex<()>,
     wake: Notify,
+    /// Told of every change, for those who wait for room (the SQS intake).
+    changes: Notify,
     /// Index entries examined by dispatches (see the tests).
     cost: AtomicU64,
 }
@@ -289,8 +313,16 @@ impl Queue {
             state: Mutex::new(state),
             admit_lock: Mutex::new(()),
             wake: Notify::new(),
+            changes: Notify::new(),
             cost: AtomicU64::new(0),
         }
+    }
+
+    /// Wakes the dispatcher (one waiter, a permit kept if it is busy) and whoever waits
+    /// for a change.
+    fn notify(&self) {
+        self.wake.notify_one();
+        self.changes.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -303,6 +335,19 @@ impl Queue {
     /// answered without being stored again; the rest are stored durably and queued, or
     /// none is when they do not all fit. Blocking (fsync): call from a blocking thread.
     pub fn admit(&self, jobs: Vec<Job>, files: &JobFiles) -> Result<Vec<Admitted>, AdmitError> {
+        self.admit_into(jobs, Some(files))
+    }
+
+    /// As [`admit`](Self::admit), without files: for jobs that SQS keeps (fleet mode).
+    pub fn admit_volatile(&self, jobs: Vec<Job>) -> Result<Vec<Admitted>, AdmitError> {
+        self.admit_into(jobs, None)
+    }
+
+    fn admit_into(
+        &self,
+        jobs: Vec<Job>,
+        files: Option<&JobFiles>,
+    ) -> Result<Vec<Admitted>, AdmitError> {
         let _serial = self.admit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut answers = Vec::with_capacity(jobs.len());
         let mut fresh: Vec<Job> = Vec::new();
@@ -335,13 +380,15 @@ impl Queue {
         if fresh.is_empty() {
             return Ok(answers);
         }
-        files.persist(&fresh)?;
+        if let Some(files) = files {
+            files.persist(&fresh)?;
+        }
         let mut state = self.lock();
         for job in fresh {
             state.insert(job, None);
         }
         drop(state);
-        self.wake.notify_one();
+        self.notify();
         Ok(answers)
     }
 
@@ -379,7 +426,7 @@ impl Queue {
         }
         state.insert(job, Some(Instant::now() + delay));
         drop(state);
-        self.wake.notify_one();
+        self.notify();
     }
 
     /// Parks an in-flight job: it stays held (and on disk) but does not start again until
@@ -403,7 +450,35 @@ impl Queue {
             },
         );
         drop(state);
-        self.wake.notify_one();
+        self.notify();
+    }
+
+    /// Forgets an in-flight job without recording an ending: its SQS message, handed back
+    /// to the queue, brings it again.
+    pub fn forget(&self, job: &Job) {
+        let mut state = self.lock();
+        if let Some(slot) = state.remove(&job.id)
+            && slot.state == SlotState::InFlight
+        {
+            state.release(&source_of(job));
+        }
+        drop(state);
+        self.notify();
+    }
+
+    /// Jobs held that have not started (for handing their messages back at a stop).
+    pub fn not_started(&self) -> Vec<Job> {
+        self.lock()
+            .slots
+            .values()
+            .filter(|slot| !matches!(slot.state, SlotState::InFlight))
+            .map(|slot| slot.job.clone())
+            .collect()
+    }
+
+    /// Waits until the queue changes (a job admitted, finished or put back), or `at_most`.
+    pub async fn changed(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.changes.notified()).await;
     }
 
     /// Makes every parked job due again; returns how many.
@@ -422,7 +497,7 @@ impl Queue {
             state.make_due(id);
         }
         drop(state);
-        self.wake.notify_one();
+        self.notify();
         ids.len()
     }
 
@@ -430,21 +505,17 @@ impl Queue {
     /// ended.
     pub fn finish(&self, finished: Finished) {
         let mut state = self.lock();
-        if let Some(slot) = state.remove(&finished.id) {
-            match slot.state {
-                SlotState::InFlight => state.release(&source_of(&slot.job)),
-                SlotState::Parked => state.parked -= 1,
-                SlotState::Due | SlotState::Delayed(_) => {
-                    unreachable!("only a job in flight or parked finishes")
-                }
-            }
+        if let Some(slot) = state.remove(&finished.id)
+            && slot.state == SlotState::InFlight
+        {
+            state.release(&source_of(&slot.job));
         }
         if state.recent.len() == RECENT {
             state.recent.pop_front();
         }
         state.recent.push_back(finished);
         drop(state);
-        self.wake.notify_one();
+        self.notify();
     }
 
     /// Refuses further admissions (SIGTERM).
@@ -459,7 +530,7 @@ impl Queue {
     /// Makes [`next`](Self::next) return `None`: no job starts any more.
     pub fn stop_dispatching(&self) {
         self.lock().dispatching = false;
-        self.wake.notify_one();
+        self.notify();
     }
 
     pub fn depth(&self) -> Depth {

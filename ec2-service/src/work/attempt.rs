@@ -141,7 +141,26 @@ pub async fn run_job(ctx: Arc<Context>, mut job: Job) {
         Err(error) => return park(&ctx, job, &error).await,
     };
     job.record_waits = 0;
+    if let Some(message) = job.message.as_ref().filter(|m| m.last_delivery) {
+        // If this attempt does not finish (it kills the daemon again), SQS moves the
+        // message to the DLQ: the record says so first.
+        let why = format!(
+            "delivered {} times, the queue's maxReceiveCount: if this attempt does not finish, the message moves to the DLQ",
+            message.receive_count
+        );
+        let recipe = settings.recipe.version.clone();
+        if let Err(error) = ctx
+            .records
+            .fail(&job, "delivery-limit", &why, &recipe, 0)
+            .await
+        {
+            tracing::warn!(key = %LogKey(job.key()), error = %error_chain(&error), "cannot record the last delivery");
+        }
+    }
 
+    job.attempts = job
+        .attempts
+        .max(job.message.as_ref().map_or(0, |m| m.receive_count - 1));
     job.attempts += 1;
     let mut published = Vec::new();
     let work = match job.request.action {
@@ -393,6 +412,7 @@ async fn process(
         .await
         .map_err(JobError::Scratch)?;
     drop(file);
+    crate::faults::maybe_abort(job.key());
     if let Some(delay) = crate::faults::render_delay(job.key()) {
         timings.time(Stage::Render, tokio::time::sleep(delay)).await;
     }
@@ -551,6 +571,20 @@ async fn wait_for_records(ctx: &Context, mut job: Job, error: &RecordError, timi
 /// A record error that waiting will not fix: the job is parked until an operator acts.
 async fn park(ctx: &Context, mut job: Job, error: &RecordError) {
     let reason = format!("{}: {}", error.code(), error_chain(error));
+    if let Some(messages) = &ctx.messages
+        && job.message.is_some()
+    {
+        // Fleet mode: the queue keeps it; it comes back after the longest backoff and,
+        // past maxReceiveCount, ends in the DLQ where the alarm sees it.
+        tracing::error!(
+            key = %LogKey(job.key()), job = %job.id, code = error.code(), error = %reason,
+            "the record cannot be written; the message goes back to the queue (fix the cause; it ends in the DLQ otherwise)"
+        );
+        ctx.metrics.retried();
+        messages.job_again(&job, ctx.retry.max_delay()).await;
+        ctx.queue.forget(&job);
+        return;
+    }
     tracing::error!(
         key = %LogKey(job.key()), job = %job.id, code = error.code(), error = %reason,
         "the record cannot be written; the job is parked until `systemctl reload ec2-service` or a restart (fix the cause first)"
@@ -560,14 +594,26 @@ async fn park(ctx: &Context, mut job: Job, error: &RecordError) {
     ctx.queue.park(job);
 }
 
-async fn requeue(ctx: &Context, job: Job, delay: Duration, timings: Timings) {
+/// Puts the job back: into the queue after `delay`, or (fleet mode) its message back to
+/// SQS, visible after `delay`.
+pub async fn requeue(ctx: &Context, job: Job, delay: Duration, timings: Timings) {
     timings.report(&ctx.metrics);
+    if let Some(messages) = &ctx.messages
+        && job.message.is_some()
+    {
+        messages.job_again(&job, delay).await;
+        ctx.queue.forget(&job);
+        return;
+    }
     store(ctx, &job).await;
     ctx.queue.retry_later(job, delay);
 }
 
-/// Rewrites the job's file (attempts, last error, parked reason).
+/// Rewrites the job's file (attempts, last error, parked reason); jobs SQS keeps have none.
 async fn store(ctx: &Context, job: &Job) {
+    if job.message.is_some() {
+        return;
+    }
     let files = ctx.files.clone();
     let stored = job.clone();
     match tokio::task::spawn_blocking(move || files.update(&stored)).await {

@@ -108,6 +108,16 @@ async fn reap(
     };
     job.attempts += 1;
     job.last_error = Some(format!("internal-error: the job panicked: {message}"));
+    if let Some(messages) = &ctx.messages
+        && job.message.is_some()
+    {
+        // Fleet mode: the message comes back later; past maxReceiveCount, the DLQ.
+        tracing::error!(key = %LogKey(job.key()), job = %job.id, panic = %message, "a job panicked; its message goes back to the queue");
+        let delay = backoff(job.attempts, ctx.retry.base_delay(), ctx.retry.max_delay());
+        messages.job_again(&job, delay).await;
+        ctx.queue.forget(&job);
+        return;
+    }
     let give_up = job.attempts >= ctx.retry.max_attempts;
     tracing::error!(
         key = %LogKey(job.key()), job = %job.id, attempts = job.attempts, panic = %message,

@@ -40,6 +40,9 @@ pub struct Context {
     /// Turns true when the daemon stops: waits for the record store give up, the job
     /// staying stored.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// The SQS messages held, in fleet mode: a job from a message ends by deleting it or
+    /// making it visible again, never in a file.
+    pub messages: Option<Arc<crate::intake::sqs::Messages>>,
 }
 
 impl Context {

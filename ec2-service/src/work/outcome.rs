@@ -128,6 +128,11 @@ pub async fn finish(ctx: &Context, job: Job, outcome: Outcome, timings: Timings,
         detail = outcome.detail().unwrap_or(""),
         "job finished"
     );
+    if let Some(messages) = &ctx.messages
+        && job.message.is_some()
+    {
+        messages.job_done(&job).await;
+    }
     ctx.queue.finish(Finished {
         id: job.id.clone(),
         key: job.request.key.clone(),

@@ -402,6 +402,14 @@ impl Daemon {
     }
 
     /// Waits for the process to exit by itself.
+    /// Whether the process has exited by itself (does not wait).
+    pub fn try_exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => true,
+            Some(child) => child.try_wait().unwrap().is_some(),
+        }
+    }
+
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         let child = self.child.as_mut().expect("running");

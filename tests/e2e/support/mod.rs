@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod edge;
 pub mod fixture;
+pub mod fleet;
 pub mod moto;
 pub mod pipeline;
 pub mod proxy;

@@ -63,55 +63,8 @@ impl Pipeline {
             .collect();
         let fx = Fixture::new(name);
         let sqs = aws_sdk_sqs::Client::new(fx.sdk());
-        let mut queue_name = format!("events-{}", fx.name);
-        queue_name.truncate(80);
-        let (queue_url, queue_arn, dlq_url) = fx.block_on(async {
-            let arn_of = |url: String| {
-                let sqs = sqs.clone();
-                async move {
-                    let arn = sqs
-                        .get_queue_attributes()
-                        .queue_url(&url)
-                        .attribute_names(QueueAttributeName::QueueArn)
-                        .send()
-                        .await
-                        .unwrap()
-                        .attributes
-                        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-                        .expect("a queue ARN");
-                    (url, arn)
-                }
-            };
-            let dlq = sqs
-                .create_queue()
-                .queue_name(format!("{queue_name}-dlq"))
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("create dlq: {e:?}"))
-                .queue_url
-                .expect("a queue URL");
-            let (dlq_url, dlq_arn) = arn_of(dlq).await;
-            let url = sqs
-                .create_queue()
-                .queue_name(&queue_name)
-                .attributes(
-                    QueueAttributeName::VisibilityTimeout,
-                    VISIBILITY_TIMEOUT_SECS.to_string(),
-                )
-                .attributes(
-                    QueueAttributeName::RedrivePolicy,
-                    format!(
-                        r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{MAX_RECEIVE_COUNT}"}}"#
-                    ),
-                )
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("create queue: {e:?}"))
-                .queue_url
-                .expect("a queue URL");
-            let (url, arn) = arn_of(url).await;
-            (url, arn, dlq_url)
-        });
+        let queues = Queues::create(&fx, &sqs, MAX_RECEIVE_COUNT);
+        let (queue_url, queue_arn, dlq_url) = (queues.url, queues.arn, queues.dlq_url);
         fx.notify_queue(&queue_arn, PREFIX);
         let proxy = behind_proxy.then(|| std::sync::Arc::new(Proxy::start(moto().addr, true)));
         let endpoint = proxy
@@ -152,28 +105,7 @@ impl Pipeline {
     }
 
     fn depth_of(&self, url: &str) -> (u64, u64) {
-        let attributes = self.fx.block_on(async {
-            self.sqs
-                .get_queue_attributes()
-                .queue_url(url)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                .send()
-                .await
-                .unwrap()
-                .attributes
-                .unwrap_or_default()
-        });
-        let count = |name: &QueueAttributeName| {
-            attributes
-                .get(name)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (
-            count(&QueueAttributeName::ApproximateNumberOfMessages),
-            count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
+        depth_of(&self.fx, &self.sqs, url)
     }
 
     /// Waits until the pump has deleted every message.
@@ -310,4 +242,93 @@ impl PumpThread {
             .expect("the pump started");
         PumpThread { stop, thread }
     }
+}
+
+/// The event queue of a test world and its dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    pub url: String,
+    pub arn: String,
+    pub dlq_url: String,
+}
+
+impl Queues {
+    /// A fresh queue (visibility [`VISIBILITY_TIMEOUT_SECS`]) with a DLQ after
+    /// `max_receive_count` receives.
+    pub fn create(fx: &Fixture, sqs: &aws_sdk_sqs::Client, max_receive_count: u32) -> Queues {
+        let mut queue_name = format!("events-{}", fx.name);
+        queue_name.truncate(70);
+        fx.block_on(async {
+            let arn_of = |url: String| {
+                let sqs = sqs.clone();
+                async move {
+                    let arn = sqs
+                        .get_queue_attributes()
+                        .queue_url(&url)
+                        .attribute_names(QueueAttributeName::QueueArn)
+                        .send()
+                        .await
+                        .unwrap()
+                        .attributes
+                        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+                        .expect("a queue ARN");
+                    (url, arn)
+                }
+            };
+            let dlq = sqs
+                .create_queue()
+                .queue_name(format!("{queue_name}-dlq"))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("create dlq: {e:?}"))
+                .queue_url
+                .expect("a queue URL");
+            let (dlq_url, dlq_arn) = arn_of(dlq).await;
+            let url = sqs
+                .create_queue()
+                .queue_name(&queue_name)
+                .attributes(
+                    QueueAttributeName::VisibilityTimeout,
+                    VISIBILITY_TIMEOUT_SECS.to_string(),
+                )
+                .attributes(
+                    QueueAttributeName::RedrivePolicy,
+                    format!(
+                        r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max_receive_count}"}}"#
+                    ),
+                )
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("create queue: {e:?}"))
+                .queue_url
+                .expect("a queue URL");
+            let (url, arn) = arn_of(url).await;
+            Queues { url, arn, dlq_url }
+        })
+    }
+}
+
+/// Messages in a queue: (visible, in flight).
+pub fn depth_of(fx: &Fixture, sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    let attributes = fx.block_on(async {
+        sqs.get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default()
+    });
+    let count = |name: &QueueAttributeName| {
+        attributes
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (
+        count(&QueueAttributeName::ApproximateNumberOfMessages),
+        count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
 }
