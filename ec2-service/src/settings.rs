@@ -107,7 +107,8 @@ pub struct ServerSettings {
     /// Most unfinished jobs (waiting, retrying or in flight) held at once; past it,
     /// `POST /v1/jobs` answers 503.
     pub queue_capacity: usize,
-    /// Jobs processed at once; 0 means one per CPU core.
+    /// Jobs in flight at once (downloads and uploads overlap the renders, which run at
+    /// most `render_threads` at a time); 0 means four per CPU core.
     pub concurrency: usize,
     /// Threads of the rendering pool; 0 means one per CPU core.
     pub render_threads: usize,
@@ -629,7 +630,9 @@ impl Settings {
     /// Jobs processed at once.
     pub fn concurrency(&self) -> usize {
         match self.server.concurrency {
-            0 => cores(),
+            // A job spends most of its life waiting on S3 and DynamoDB: four per core keep
+            // the render pool busy while the others download and upload.
+            0 => JOBS_PER_CORE * cores(),
             n => n,
         }
     }
@@ -651,6 +654,9 @@ impl Default for SigningSettings {
         }
     }
 }
+
+/// Jobs in flight per core when `[server] concurrency` is 0.
+pub const JOBS_PER_CORE: usize = 4;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())

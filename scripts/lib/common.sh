@@ -71,18 +71,27 @@ ensure_demo_tools() {
     fi
 }
 
-# ensure_s3s: the S3 server that enforces what moto does not (POST policies, signatures,
-# expiry): s3s-fs from crates.io, built once (release, its own Cargo.lock) into
-# .cache/s3s-fs-VERSION/ and reused; exports S3S_FS, its path. Not a workspace member:
-# s3s 0.14 needs crc-fast 1.10+, which the AWS SDK's checksums crate (~1.6) excludes.
+# ensure_s3s [debug|release]: the S3 server that enforces what moto does not (POST
+# policies, signatures, expiry), and the fast S3 of scripts/bench-e2e: s3s-fs from
+# crates.io, built once (its own Cargo.lock) into .cache/s3s-fs-VERSION[-debug]/ and
+# reused; exports S3S_FS, its path. The tests use the debug build (it compiles in about a
+# third of the time; its speed does not matter there), the benchmark the release build.
+# Not a workspace member: s3s 0.14 needs crc-fast 1.10+, which the AWS SDK's checksums
+# crate (~1.6) excludes.
 S3S_VERSION="0.14.1"
 ensure_s3s() {
-    local dir="$root/.cache/s3s-fs-$S3S_VERSION"
+    local profile="${1:-debug}" dir flags=()
+    if [ "$profile" = release ]; then
+        dir="$root/.cache/s3s-fs-$S3S_VERSION"
+    else
+        dir="$root/.cache/s3s-fs-$S3S_VERSION-debug"
+        flags=(--debug)
+    fi
     if [ ! -x "$dir/bin/s3s-fs" ]; then
-        say "building s3s-fs $S3S_VERSION (the policy-enforcing S3 of the tests; a few minutes, once)"
-        cargo install --quiet --locked --root "$dir" --version "$S3S_VERSION" --features binary \
-            --target-dir "$root/.cache/s3s-fs-build" s3s-fs >&2
-        rm -rf "$root/.cache/s3s-fs-build"
+        say "building s3s-fs $S3S_VERSION ($profile; the policy-enforcing S3 of the tests; a few minutes, once)"
+        cargo install --quiet --locked "${flags[@]}" --root "$dir" --version "$S3S_VERSION" --features binary \
+            --target-dir "$root/.cache/s3s-fs-build-$profile" s3s-fs >&2
+        rm -rf "$root/.cache/s3s-fs-build-$profile"
     fi
     export S3S_FS="$dir/bin/s3s-fs"
 }

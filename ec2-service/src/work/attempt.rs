@@ -406,6 +406,7 @@ async fn process(
         .map_err(JobError::Scratch)?;
     let cost = ctx.pool.cost_mib(&header, downloaded, settings);
     let reservation = timings.time(Stage::Wait, ctx.pool.reserve(cost)).await?;
+    let slot = timings.time(Stage::Wait, ctx.pool.slot()).await?;
     let mut bytes = header;
     bytes.reserve(downloaded as usize - bytes.len());
     file.read_to_end(&mut bytes)
@@ -423,6 +424,7 @@ async fn process(
                 .render(&reservation, Arc::new(bytes), settings.clone()),
         )
         .await?;
+    drop(slot);
     drop(reservation);
 
     let recipe_version = settings.recipe.version.clone();

@@ -28,6 +28,9 @@ const MIB: u64 = 1 << 20;
 #[derive(Debug)]
 pub struct RenderPool {
     pool: rayon::ThreadPool,
+    /// One permit per render at once (as many as threads): jobs waiting on S3 hold none,
+    /// so the pool renders whichever source is ready.
+    slots: Arc<Semaphore>,
     budget: Arc<Semaphore>,
     budget_mib: u32,
 }
@@ -51,6 +54,7 @@ impl RenderPool {
         let budget_mib = (memory_budget_bytes / MIB).clamp(1, u64::from(u32::MAX >> 4)) as u32;
         Ok(RenderPool {
             pool,
+            slots: Arc::new(Semaphore::new(threads.max(1))),
             budget: Arc::new(Semaphore::new(budget_mib as usize)),
             budget_mib,
         })
@@ -81,6 +85,24 @@ impl RenderPool {
             .await
             .map_err(|_| RenderError::PoolGone)?;
         Ok(Reservation { _permit: permit })
+    }
+
+    /// Waits for a render slot (renders at once = threads); held until the render is done.
+    pub async fn slot(&self) -> Result<OwnedSemaphorePermit, RenderError> {
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RenderError::PoolGone)
+    }
+
+    /// Renders running or about to (slots taken).
+    pub fn renders(&self) -> usize {
+        self.slots_total() - self.slots.available_permits()
+    }
+
+    fn slots_total(&self) -> usize {
+        self.pool.current_num_threads().max(1)
     }
 
     /// Bytes of the budget reserved right now.

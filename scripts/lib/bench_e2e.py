@@ -1,0 +1,302 @@
+"""The daemon's drain rate against its render rate (scripts/bench-e2e).
+
+A burst of photos is pushed through `ec2-service serve` (signed POST /v1/jobs) with the
+sources and variants on s3s-fs (a fast, real S3 server on loopback) and the records on moto
+(DynamoDB), each behind a proxy that adds the latency a region has (GET 20 ms and PUT 40 ms
+to first byte on S3, 5 ms on DynamoDB). The same files go through `ec2-service process`
+(the same core, no network). The last line is `drain/process: R`.
+
+    python3 bench_e2e.py --binary target/release/ec2-service --s3s PATH --moto PATH \
+        [--photos 1000] [--size 1600x1200] [--work DIR] [--concurrency N ...]
+"""
+
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KEY_ID = "bench"
+SECRET = "bench-secret-0123456789abcdef0123456789"
+SOURCE, OUTPUT, TABLE = "bench-source", "bench-output", "bench-records"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_photos(directory, count, width, height):
+    """Camera-like JPEGs (gradients, texture, noise: they compress like photos)."""
+    from PIL import Image, ImageFilter
+
+    os.makedirs(directory, exist_ok=True)
+    existing = sorted(f for f in os.listdir(directory) if f.endswith(".jpg"))
+    if len(existing) >= count:
+        return [os.path.join(directory, f) for f in existing[:count]]
+    rng = random.Random(7)
+    base = Image.effect_noise((width, height), 60).convert("RGB")
+    for i in range(len(existing), count):
+        tint = tuple(rng.randrange(40, 220) for _ in range(3))
+        gradient = Image.linear_gradient("L").resize((width, height)).rotate(rng.randrange(360), expand=False)
+        image = Image.merge("RGB", [gradient.point(lambda v, t=t: (v * t) // 255) for t in tint])
+        image = Image.blend(image, base, 0.25).filter(ImageFilter.GaussianBlur(rng.random() * 1.5))
+        image.save(os.path.join(directory, f"p{i:04d}.jpg"), quality=88)
+    return [os.path.join(directory, f"p{i:04d}.jpg") for i in range(count)]
+
+
+def peak_rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_process(binary, files, work):
+    out = os.path.join(work, "process-out")
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.monotonic()
+    subprocess.run([binary, "process", "--out", out, *files], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+class Services:
+    """s3s-fs, moto, the two latency proxies: started once, reused by every run."""
+
+    def __init__(self, s3s, moto, work, env):
+        self.procs = []
+        self.env = env
+        root = os.path.join(work, "s3s-root")
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        self.s3_port = free_port()
+        self.spawn([s3s, "--host", "127.0.0.1", "--port", str(self.s3_port),
+                    "--access-key", "testing", "--secret-key", "testing", root])
+        self.wait_port(self.s3_port)
+        self.moto_port = free_port()
+        self.spawn([moto, "-H", "127.0.0.1", "-p", str(self.moto_port)])
+        self.wait_port(self.moto_port)
+        self.s3_proxy = self.proxy(self.s3_port, 20, 40, 10)
+        self.ddb_proxy = self.proxy(self.moto_port, 5, 5, 5)
+
+    def spawn(self, argv, **kwargs):
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=self.env, start_new_session=True, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def proxy(self, target, get_ms, put_ms, other_ms):
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "latency_proxy.py"), "0",
+                                 f"127.0.0.1:{target}", str(get_ms), str(put_ms), str(other_ms)],
+                                stdout=subprocess.PIPE, text=True, start_new_session=True)
+        self.procs.append(proc)
+        return int(proc.stdout.readline().split()[1])
+
+    @staticmethod
+    def wait_port(port, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit(f"nothing listens on {port}")
+
+    def stop(self):
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except OSError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def clients(services):
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{services.s3_port}", region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing",
+                      config=Config(s3={"addressing_style": "path"}, max_pool_connections=32))
+    ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{services.moto_port}", region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    return s3, ddb
+
+
+def prepare(s3, ddb, files):
+    for bucket in (SOURCE, OUTPUT):
+        try:
+            s3.create_bucket(Bucket=bucket)
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(path):
+        with open(path, "rb") as f:
+            s3.put_object(Bucket=SOURCE, Key=f"uploads/{os.path.basename(path)}", Body=f.read())
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, files))
+
+
+def fresh_table(ddb):
+    try:
+        ddb.delete_table(TableName=TABLE)
+    except ddb.exceptions.ResourceNotFoundException:
+        pass
+    ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "FileName", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "FileName", "AttributeType": "S"}])
+
+
+def sign(body, now):
+    digest = hashlib.sha256(body).hexdigest()
+    text = f"POST\n/v1/jobs\n{now}\n{digest}".encode()
+    return hmac.new(SECRET.encode(), text, hashlib.sha256).hexdigest()
+
+
+def post_jobs(port, keys):
+    body = json.dumps({"jobs": [{"action": "process", "bucket": SOURCE, "key": k,
+                                 "eventName": "ObjectCreated:Put"} for k in keys]}).encode()
+    now = int(time.time())
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/jobs", data=body, method="POST", headers={
+        "Content-Type": "application/json", "x-pipeline-key-id": KEY_ID,
+        "x-pipeline-timestamp": str(now), "x-pipeline-signature": sign(body, now)})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        if answer.status != 202:
+            raise SystemExit(f"POST /v1/jobs answered {answer.status}")
+
+
+def metric(port, series):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith(series + " ") or line.startswith(series + "{"):
+                name, value = line.rsplit(" ", 1)
+                if name == series:
+                    return float(value)
+    return 0.0
+
+
+def drain(binary, services, files, work, concurrency):
+    s3, ddb = clients(services)
+    fresh_table(ddb)
+    scratch = os.path.join(work, f"scratch-{concurrency}")
+    shutil.rmtree(scratch, ignore_errors=True)
+    port, admin = free_port(), free_port()
+    config = os.path.join(work, f"config-{concurrency}.toml")
+    with open(config, "w") as f:
+        f.write(f"""[server]
+listen = "127.0.0.1:{port}"
+concurrency = {concurrency}
+queue_capacity = {len(files) + 10}
+[admin]
+listen = "127.0.0.1:{admin}"
+[scratch]
+dir = "{scratch}"
+min_free_bytes = 1048576
+[aws]
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:{services.ddb_proxy}"
+s3_endpoint_url = "http://127.0.0.1:{services.s3_proxy}"
+force_path_style = true
+source_bucket = "{SOURCE}"
+output_bucket = "{OUTPUT}"
+table = "{TABLE}"
+[log]
+level = "warn"
+""")
+    env = dict(services.env, EC2_SERVICE__SIGNING__KEYS=f"{KEY_ID}:{SECRET}")
+    daemon = subprocess.Popen([binary, "serve", "--config", config], env=env,
+                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"daemon-{concurrency}.log"), "w"))
+    try:
+        Services.wait_port(port)
+        keys = [f"uploads/{os.path.basename(p)}" for p in files]
+        started = time.monotonic()
+        for i in range(0, len(keys), 10):
+            post_jobs(port, keys[i:i + 10])
+        series = 'ec2_service_jobs_finished_total{status="DONE",code=""}'
+        while True:
+            done = metric(port, series)
+            failed = sum(float(l.rsplit(" ", 1)[1]) for l in urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/metrics").read().decode().splitlines()
+                if l.startswith('ec2_service_jobs_finished_total{status="FAILED"'))
+            if done + failed >= len(keys):
+                break
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started
+        return elapsed, int(done), int(failed), peak_rss_mib(daemon.pid)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--s3s", required=True)
+    parser.add_argument("--moto", required=True)
+    parser.add_argument("--photos", type=int, default=1000)
+    parser.add_argument("--size", default="1600x1200")
+    parser.add_argument("--work", default=None)
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[0, 2])
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    work = args.work or tempfile.mkdtemp(prefix="bench-e2e-")
+    os.makedirs(work, exist_ok=True)
+    cache = os.path.join(os.path.dirname(HERE), "..", ".cache", "bench-e2e", f"{args.size}")
+    files = make_photos(cache, args.photos, width, height)
+    mp = width * height * len(files) / 1e6
+    cores = os.cpu_count()
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_EC2_METADATA_DISABLED="true")
+    env.pop("AWS_PROFILE", None)
+
+    print(f"{len(files)} photos of {args.size} ({mp:.0f} MP), {cores} cores, load {os.getloadavg()[0]:.2f}",
+          file=sys.stderr)
+    process_s = run_process(args.binary, files, work)
+    services = Services(args.s3s, args.moto, work, env)
+    rows = []
+    try:
+        s3, _ = clients(services)
+        prepare(s3, None, files)
+        for concurrency in args.concurrency:
+            elapsed, done, failed, rss = drain(args.binary, services, files, work, concurrency)
+            rows.append((concurrency, elapsed, done, failed, rss))
+    finally:
+        services.stop()
+    process_rate = len(files) / process_s
+    print(f"\n{'run':<44}{'wall s':>8}{'photos/s':>10}{'done':>7}{'failed':>7}{'peak MiB':>10}")
+    print(f"{'ec2-service process (same files, no network)':<44}{process_s:>8.1f}{process_rate:>10.1f}"
+          f"{len(files):>7}{0:>7}{'':>10}")
+    for concurrency, elapsed, done, failed, rss in rows:
+        label = f"serve, concurrency {concurrency or f'default ({4 * cores})'}"
+        print(f"{label:<44}{elapsed:>8.1f}{len(files) / elapsed:>10.1f}{done:>7}{failed:>7}{rss:>10.0f}")
+    print(f"\nload after: {os.getloadavg()[0]:.2f}")
+    best = rows[0]
+    print(f"drain/process: {len(files) / best[1] / process_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
