@@ -163,7 +163,7 @@ fn refusals_come_before_any_upload_with_the_daemons_codes() {
             "unsupported-format",
         ),
         ("page.html", "text/html", 10, 415, "unsupported-format"),
-        ("IMG_0001.HEIC", "image/heic", 10, 415, "unsupported-format"),
+        ("IMG_0001.AVIF", "image/avif", 10, 415, "unsupported-format"),
     ];
     for (name, content_type, size, status, code) in cases {
         let (got, answer) = edge.presign("alice", name, content_type, size);

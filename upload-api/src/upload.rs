@@ -29,7 +29,7 @@ pub enum Refusal {
     TooLarge { size: u64, max: u64 },
     #[error("the file is empty")]
     Empty,
-    #[error("{content_type:?} is not an accepted image type (JPEG, PNG or WebP)")]
+    #[error("{content_type:?} is not an accepted image type (JPEG, PNG, WebP or HEIC)")]
     Unsupported { content_type: String },
     #[error("the file name is empty or longer than 1024 bytes")]
     BadName,
@@ -174,9 +174,9 @@ mod tests {
             refused(request("page.html", "text/html", 10)),
             "unsupported-format"
         );
-        // HEIC and GIF are images, but the stack would never process them.
+        // AVIF and GIF are images, but the daemon refuses them.
         assert_eq!(
-            refused(request("IMG_1.HEIC", "image/heic", 10)),
+            refused(request("IMG_1.AVIF", "image/avif", 10)),
             "unsupported-format"
         );
         assert_eq!(
@@ -194,6 +194,12 @@ mod tests {
                 .unwrap()
                 .extension,
             ".webp"
+        );
+        assert_eq!(
+            check(&request("IMG_1.HEIC", "image/heic", 1), max)
+                .unwrap()
+                .extension,
+            ".heic"
         );
     }
 
