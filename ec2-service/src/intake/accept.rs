@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::web::BytesMut;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
 use pipeline_contract::{JOBS_METHOD, JobAnswers, JobsRequest, KeySet, ReceivedSignature};
 use tokio::sync::Semaphore;
 
@@ -72,6 +74,25 @@ pub async fn post_jobs(
     result
 }
 
+/// The body, at most `limit` bytes, in one buffer of the declared length: what a permit
+/// holds is that length, not the doubling growth of a buffer filled chunk by chunk.
+async fn read_body(
+    mut body: web::Payload,
+    declared: usize,
+    limit: usize,
+) -> Result<BytesMut, ServiceError> {
+    let too_large = ServiceError::BodyTooLarge { limit };
+    let mut buffer = BytesMut::with_capacity(declared.min(limit));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| ServiceError::BodyUnreadable(e.to_string()))?;
+        if buffer.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer)
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -103,22 +124,12 @@ async fn accept_jobs(
         .await
         .map_err(|_| ServiceError::Busy)?
         .map_err(|_| ServiceError::ShuttingDown)?;
-    let body = match tokio::time::timeout_at(deadline, body.to_bytes_limited(state.max_body_bytes))
+    let capacity = declared.map_or(0, |length| length as usize);
+    let body = tokio::time::timeout_at(deadline, read_body(body, capacity, state.max_body_bytes))
         .await
-    {
-        Err(_) => {
-            return Err(ServiceError::BodyTimeout {
-                secs: state.body_timeout.as_secs(),
-            });
-        }
-        Ok(Err(_)) => {
-            return Err(ServiceError::BodyTooLarge {
-                limit: state.max_body_bytes,
-            });
-        }
-        Ok(Ok(Err(e))) => return Err(ServiceError::BodyUnreadable(e.to_string())),
-        Ok(Ok(Ok(body))) => body,
-    };
+        .map_err(|_| ServiceError::BodyTimeout {
+            secs: state.body_timeout.as_secs(),
+        })??;
     let key_id = checked.verify_body(JOBS_METHOD, request.path(), &body)?;
     let replay = state.seen.check_and_insert(
         *checked.signature(),
