@@ -1,4 +1,5 @@
 # Shared helpers for the scripts in scripts/. Source it; do not run it.
+# shellcheck shell=bash
 
 # shellcheck disable=SC2034
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

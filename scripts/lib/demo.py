@@ -4,10 +4,12 @@ prints the summary table.
 
 usage: demo.py upload PHOTO_DIR BUCKET PREFIX UPLOADS_JSON
        demo.py wait UPLOADS_JSON TABLE TIMEOUT_SECS
-       demo.py report UPLOADS_JSON TABLE OUTPUT_BUCKET OUT_DIR
+       demo.py report UPLOADS_JSON TABLE OUTPUT_BUCKET OUT_DIR [NAME=DAEMON_LOG...]
 `upload` puts every file of PHOTO_DIR (not its subdirectories) under PREFIX, multipart
 above 8 MiB, and writes UPLOADS_JSON: each key with the time its upload finished (unix
 seconds). `wait` adds when its final record was written (the record's ProcessedAt).
+`report` with daemon logs (JSON lines, fleet mode) adds a column naming the daemon whose
+"job finished" line ended each key.
 """
 import html
 import json
@@ -114,7 +116,26 @@ def wait(uploads_path, table, timeout):
     return 0
 
 
-def report(uploads_path, table, bucket, out):
+def renderers(logs):
+    """Which daemons finished each key: {key: [name, ...]}, from their JSON log lines."""
+    done = {}
+    for name, path in logs:
+        for line in open(path, errors="replace"):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            fields = event.get("fields", event) if isinstance(event, dict) else {}
+            if fields.get("message") == "job finished" and fields.get("status") in FINAL and fields.get("key"):
+                names = done.setdefault(fields["key"], [])
+                if name not in names:
+                    names.append(name)
+    return done
+
+
+def report(uploads_path, table, bucket, out, *logs):
+    logs = [entry.split("=", 1) for entry in logs]
+    rendered_by = renderers(logs) if logs else None
     timing = json.load(open(uploads_path))
     records = sorted((plain(i) for i in table_items(table)), key=lambda r: r["FileName"])
     with open(os.path.join(out, "records.json"), "w") as f:
@@ -128,12 +149,19 @@ def report(uploads_path, table, bucket, out):
 
     # Summary table on stdout.
     width = max([len("key")] + [len(r["FileName"]) for r, _ in rows])
-    print(f"{'key':{width}}  {'status':7}  {'variants':8}  {'upload->record':>14}  detail")
+    who = {r["FileName"]: ",".join(rendered_by.get(r["FileName"], ["-"])) for r, _ in rows} if logs else {}
+    daemon_width = max([len("daemon")] + [len(w) for w in who.values()])
+    daemon_head = f"  {'daemon':{daemon_width}}" if logs else ""
+    print(f"{'key':{width}}  {'status':7}  {'variants':8}  {'upload->record':>14}{daemon_head}  detail")
     for r, seconds in rows:
         variants = len(r.get("Variants") or [])
         detail = r.get("ErrorCode", "") if r.get("Status") == "FAILED" else f"{r.get('Format', '')} {r.get('Width', '')}x{r.get('Height', '')}"
         took = f"{seconds:.2f} s" if seconds is not None else "-"
-        print(f"{r['FileName']:{width}}  {r.get('Status', '?'):7}  {variants:8}  {took:>14}  {detail}")
+        daemon = f"  {who[r['FileName']]:{daemon_width}}" if logs else ""
+        print(f"{r['FileName']:{width}}  {r.get('Status', '?'):7}  {variants:8}  {took:>14}{daemon}  {detail}")
+    if logs:
+        counts = {name: sum(1 for w in who.values() if name in w.split(",")) for name, _ in logs}
+        print("rendered: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
 
     # Contact sheet.
     cards = []
@@ -153,7 +181,7 @@ def report(uploads_path, table, bucket, out):
             ("gps", json.dumps(r.get("Gps")) if r.get("Gps") else "-"),
             ("dominant color", r.get("DominantColor", "-")),
             ("processing", f"{r.get('ProcessingMs', '-')} ms in the daemon, {seconds:.2f} s from upload to record" if seconds is not None else "-"),
-        ]
+        ] + ([("rendered by", ", ".join(rendered_by.get(key, ["-"])))] if logs else [])
         swatch = f'<span class="swatch" style="background:{html.escape(r.get("DominantColor", "#fff"))}"></span>'
         rows_html = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
         cards.append(f'<section><h2>{swatch}{html.escape(key)}</h2><table>{rows_html}</table><div class="variants">{images}</div></section>')
@@ -186,5 +214,5 @@ if __name__ == "__main__":
     if cmd == "wait":
         sys.exit(wait(sys.argv[2], sys.argv[3], float(sys.argv[4])))
     if cmd == "report":
-        sys.exit(report(*sys.argv[2:6]))
+        sys.exit(report(*sys.argv[2:]))
     sys.exit(f"unknown command {cmd}")

@@ -4,6 +4,9 @@
 # the root-only secrets.env in the KEYID:SECRET form, the config with the stack's names, the
 # binary and the unit, the systemctl sequence; then that a second run reinstalls without
 # recreating the user, and that a bad secret stops the install before anything is replaced.
+# Fleet mode (INTAKE_MODE=sqs in stack.env): the unit's drop-in with the daemon's [intake]
+# environment and the scale-in watcher, enabled; a value a unit file cannot hold, or a
+# missing one, refused before anything is replaced; back in http mode, both removed.
 # Run by scripts/check-infra; exits non-zero on the first failed expectation.
 set -euo pipefail
 
@@ -28,7 +31,9 @@ ARTIFACT_BUCKET=artifacts
 RELEASE_PARAMETER=/image-pipeline/qa/release
 EOF
 printf '#!/bin/sh\necho stand-in daemon\n' > "$release/ec2-service"
-cp "$root_dir/systemd/config.toml" "$root_dir/systemd/ec2-service.service" "$release/"
+cp "$root_dir/systemd/config.toml" "$root_dir/systemd/ec2-service.service" \
+    "$root_dir/systemd/ec2-service-lifecycle.sh" "$root_dir/systemd/ec2-service-lifecycle.service" "$release/"
+single_env="$(cat "$fake/etc/ec2-service/stack.env")"
 
 secret="Q7wWx2sV9kTz4mNc8bLr1pYd6hFg3jKa5eUo0iRt2yHq7vXn"
 cat > "$bin/aws" <<EOF
@@ -115,4 +120,59 @@ grep -q "at least 32 characters" "$work/out" || fail "no reason given: $(cat "$w
 [ "$(cat "$etc/secrets.env")" = "EC2_SERVICE__SIGNING__KEYS=k8:$secret" ] || fail "secrets.env replaced by a refused install"
 grep -q 'stand-in daemon 2' "$fake/usr/local/bin/ec2-service" || fail "binary replaced by a refused install"
 echo "installer: a short secret is refused, nothing replaced"
-echo "installer: 3 scenarios passed (install, reinstall, refused secret)"
+
+# Fleet mode: the same release on an instance of the Auto Scaling group.
+printf '%s\n' "$secret" > "$work/secret"
+queue=https://sqs.eu-west-1.amazonaws.com/123456789012/pipe-JobQueue-AbC
+fleet_env() { # stack.env in fleet mode, with KEY=VALUE overrides
+    printf '%s\n' "$single_env" INTAKE_MODE=sqs "QUEUE_URL=$queue" SOURCE_PREFIX=uploads/ \
+        SOURCE_SUFFIXES=.jpg,.jpeg,.png,.webp,.heic VISIBILITY_TIMEOUT_SECS=120 \
+        FLEET_GROUP=image-pipeline-qa-daemons LIFECYCLE_HOOK=drain-before-terminate "$@" \
+        > "$fake/etc/ec2-service/stack.env"
+}
+fleet_env
+: > "$calls"
+run k8 || { cat "$work/out" >&2; fail "fleet install exited non-zero"; }
+dropin="$fake/etc/systemd/system/ec2-service.service.d/intake.conf"
+if [ ! -f "$dropin" ] || [ "$(mode "$dropin")" != 644 ]; then fail "no drop-in, or its mode: $(ls -l "$dropin" 2>&1)"; fi
+expected="[Service]
+Environment=EC2_SERVICE__INTAKE__MODE=sqs
+Environment=EC2_SERVICE__INTAKE__QUEUE_URL=$queue
+Environment=EC2_SERVICE__INTAKE__VISIBILITY_TIMEOUT_SECS=120
+Environment=EC2_SERVICE__INTAKE__SOURCE_PREFIX=uploads/
+Environment=EC2_SERVICE__INTAKE__SOURCE_SUFFIXES=.jpg,.jpeg,.png,.webp,.heic"
+[ "$(grep -v '^#' "$dropin")" = "$expected" ] || fail "drop-in: $(cat "$dropin")"
+cmp -s "$release/ec2-service-lifecycle.sh" "$fake/usr/local/sbin/ec2-service-lifecycle" || fail "watcher not installed"
+[ "$(mode "$fake/usr/local/sbin/ec2-service-lifecycle")" = 755 ] || fail "watcher mode"
+cmp -s "$release/ec2-service-lifecycle.service" "$fake/etc/systemd/system/ec2-service-lifecycle.service" ||
+    fail "watcher unit not installed"
+expected="systemctl daemon-reload
+systemctl enable ec2-service.service
+systemctl restart ec2-service.service
+systemctl enable ec2-service-lifecycle.service
+systemctl restart ec2-service-lifecycle.service"
+[ "$(grep -E '^systemctl (daemon-reload|enable|restart)' "$calls")" = "$expected" ] || fail "fleet systemctl calls: $(grep systemctl "$calls")"
+! grep -q '^\[intake\]' "$etc/config.toml" || fail "config.toml has an [intake] section: the drop-in owns it"
+echo "installer: fleet install: drop-in with the intake environment, watcher installed and enabled"
+
+# A value a unit file cannot hold, or a missing one: refused, nothing replaced.
+printf '#!/bin/sh\necho stand-in daemon 4\n' > "$release/ec2-service"
+for bad in "SOURCE_PREFIX='my uploads/'" "QUEUE_URL=https://q/%n" "FLEET_GROUP="; do
+    fleet_env "$bad"
+    if run k8; then fail "accepted $bad"; fi
+    grep -q "${bad%%=*}" "$work/out" || fail "no reason given for $bad: $(cat "$work/out")"
+    grep -q 'stand-in daemon 3' "$fake/usr/local/bin/ec2-service" || fail "binary replaced by a refused install ($bad)"
+    grep -q "QUEUE_URL=$queue$" "$dropin" || fail "drop-in replaced by a refused install ($bad)"
+done
+echo "installer: a value with a space or a %, or a missing FLEET_GROUP, is refused, nothing replaced"
+
+# Back to one instance (http): drop-in and watcher gone.
+printf '%s\n' "$single_env" > "$fake/etc/ec2-service/stack.env"
+: > "$calls"
+run k8 || { cat "$work/out" >&2; fail "http reinstall exited non-zero"; }
+for left in "$dropin" "$fake/usr/local/sbin/ec2-service-lifecycle" "$fake/etc/systemd/system/ec2-service-lifecycle.service"; do
+    [ ! -e "$left" ] || fail "$left left in http mode"
+done
+grep -q '^systemctl disable --now ec2-service-lifecycle.service$' "$calls" || fail "watcher not disabled"
+echo "installer: back in http mode: drop-in and watcher removed"
+echo "installer: 6 scenarios passed (install, reinstall, refused secret, fleet install, refused fleet values, back to http)"

@@ -19,13 +19,36 @@ the real scripts/deploy with small stand-in artifacts (moto never runs them):
      S3 and DynamoDB, interface endpoints, flow log) with the instance and the forwarder in
      it, and the default artifact bucket.
 
+  6. stack "pipe-fleet" in fleet mode (DeploymentMode fleet) in your network: the Auto Scaling
+     group over the two subnets (two AZs) with its sizes and the launch template, its
+     instances running the template's UserData (stack.env naming sqs mode, the queue, the
+     group and the hook; the signal to DaemonGroup), the queue's visibility and redrive to the
+     DLQ after 8 receives, no forwarder, no mapping, no single instance. A fleet instance's
+     first install (the drop-in with the daemon's intake environment, the scale-in watcher),
+     then the watcher itself, run from what that install left: against the IMDSv2 stand-in
+     (scripts/lib/box_metadata.py, short-lived tokens) and moto's Auto Scaling (the group,
+     its instance, the hook the template declares), it waits while the state is absent or
+     InService, and on Terminated stops the daemon (a stand-in systemctl) before it completes
+     the lifecycle action, retrying while Auto Scaling refuses it.
+  7. "pipe-own" moved to fleet mode (an update, the move the README describes): the same
+     queue, buckets and table; the group in the stack's private subnets, the Auto Scaling
+     endpoint; the forwarder, its mapping and the single instance gone.
+
 moto's CloudFormation ignores notifications, bucket and queue policies, most bucket
 properties, the secret, the alarms, the async invoke config, the egress rules, the log group's
-transformer, the instance's telemetry policy (AWS::IAM::RolePolicy), the template's Rules
-(the BYO-network assertion), the VPC's EnableDnsHostnames, the subnets' route table
-associations (created, not shown on the route table) and what VPC endpoints do (no private DNS, no policy is
-enforced; moto stores them): the static checks (cfn-lint, checkov,
-tests/infra/template_rules.py) cover those.
+transformer, the instance's telemetry policy and the fleet's (AWS::IAM::RolePolicy), the
+template's Rules (the BYO-network and fleet-needs-the-queue assertions), the VPC's
+EnableDnsHostnames, the subnets' route table associations (created, not shown on the route
+table) and what VPC endpoints do (no private DNS, no policy is enforced; moto stores them).
+It reads an instance's own properties and not its launch template (the single instance's
+UserData is read from the template's version here), and applies no RedrivePolicy change
+on an update. In fleet mode it has no model for AWS::AutoScaling::ScalingPolicy (skipped:
+no scaling policy exists, none is evaluated) and ignores the group's
+LifecycleHookSpecificationList, MetricsCollection, DefaultInstanceWarmup and CreationPolicy
+(it waits for no signal); its Auto Scaling API has lifecycle hooks (put here as the
+template declares them) but no CompleteLifecycleAction and no Terminating:Wait state (the
+stand-in answers and checks the action against moto's group). The static checks (cfn-lint,
+checkov, tests/infra/template_rules.py) cover all of those.
 
 moto models no CloudFront, Cognito or API Gateway v2 resource (it skips them, and a GetAtt on
 one fails the whole stack): the template deployed here is cloudformation/template.yaml with
@@ -55,7 +78,7 @@ import zipfile
 
 import boto3
 
-from moto_stack import complete_user_data
+from moto_stack import complete_user_data, lifecycle_hooks
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
@@ -209,23 +232,30 @@ NOT_ROOT_STUBS = {
 }
 
 
+def launch_template_user_data(clients, resources):
+    """The UserData of the stack's launch template, as moto rendered it (the single instance
+    takes it from there; moto gives that instance none of its own)."""
+    import base64
+    ec2 = clients[5]
+    version = ec2.describe_launch_template_versions(
+        LaunchTemplateId=resources["DaemonLaunchTemplate"]["PhysicalResourceId"], Versions=["$Latest"])
+    return base64.b64decode(version["LaunchTemplateVersions"][0]["LaunchTemplateData"]["UserData"]).decode()
+
+
 def heredoc(script, path):
     match = re.search(rf"cat > {re.escape(path)} <<'EOF'\n(.*?)\nEOF\n", script, re.S)
     check(match, f"UserData writes no {path}")
     return match.group(1) + "\n"
 
 
-def first_boot_install(endpoint, clients, outputs, work, secret_arn):
+def first_boot_install(endpoint, user_data, work, secret_arn, name="instance"):
     """Runs the ec2-service-install that the stack's UserData writes (as moto rendered it),
     against moto and into a scratch root: the fetch of the release the stack names, its
     checks, and install-release.sh."""
-    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
-    import base64
     # moto does not create the secret, so ${SigningSecret} stays as it is (moto_stack fills it).
-    user_data = complete_user_data(base64.b64decode(ec2.describe_instance_attribute(
-        InstanceId=outputs["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode(), secret_arn)
-    fake = os.path.join(work, "instance")
-    bin_dir = os.path.join(work, "instance-bin")
+    user_data = complete_user_data(user_data, secret_arn)
+    fake = os.path.join(work, name)
+    bin_dir = os.path.join(work, f"{name}-bin")
     os.makedirs(os.path.join(fake, "etc", "ec2-service"), exist_ok=True)
     os.makedirs(bin_dir, exist_ok=True)
     stack_env = heredoc(user_data, "/etc/ec2-service/stack.env")
@@ -238,12 +268,12 @@ def first_boot_install(endpoint, clients, outputs, work, secret_arn):
         f.write(installer)
     stubs = dict(STUBS, **(NOT_ROOT_STUBS if os.geteuid() != 0 else {}))
     stubs["aws"] = f'#!/bin/sh\nexec {os.path.join(ROOT, ".venv", "bin", "aws")} "$@"\n'
-    for name, text in stubs.items():
-        with open(os.path.join(bin_dir, name), "w") as f:
+    for command, text in stubs.items():
+        with open(os.path.join(bin_dir, command), "w") as f:
             f.write(text)
-        os.chmod(os.path.join(bin_dir, name), 0o755)
+        os.chmod(os.path.join(bin_dir, command), 0o755)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", EC2_SERVICE_INSTALL_ROOT=fake,
-               AWS_ENDPOINT_URL=endpoint, STUB_LOG=os.path.join(work, "instance-calls"))
+               AWS_ENDPOINT_URL=endpoint, STUB_LOG=os.path.join(work, f"{name}-calls"))
     return subprocess.run(["bash", installer_path], env=env, capture_output=True, text=True, timeout=120), fake
 
 
@@ -257,17 +287,23 @@ def resources_of(cf, stack):
     return {r["LogicalResourceId"]: r for r in summaries if r.get("LogicalResourceId")}
 
 
-def assert_common(clients, stack, env_name, printed):
+SINGLE_OUTPUTS = {"InstanceId", "InstancePrivateIp", "ForwarderFunctionName"}
+
+
+def assert_common(clients, stack, env_name, printed, fleet=None):
+    """What every stack has, and the mode's own (fleet: the group's expected subnets, sizes
+    and redrive count, see assert_common_fleet)."""
     cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
     outputs = outputs_of(cf, stack)
     expected = {
-        "SourceBucketName", "OutputBucketName", "TableName", "InstanceId", "InstancePrivateIp",
-        "ForwarderFunctionName", "DeadLetterQueueUrl", "ReleaseParameterName", "ConnectCommand",
-        "LogsCommand", "ReinstallCommand", "UploadCommand", "DaemonLogGroupName", "DashboardName",
+        "SourceBucketName", "OutputBucketName", "TableName", "DeadLetterQueueUrl", "ReleaseParameterName",
+        "ConnectCommand", "LogsCommand", "ReinstallCommand", "UploadCommand", "DaemonLogGroupName", "DashboardName",
         "WebUrl", "PublicBaseUrl", "DistributionId", "WebBucketName", "UploadApiUrl", "UploadApiFunctionName",
         "JwtIssuerUrl", "WebClientId", "UserPoolId", "SignInUrl",
-    }
+    } | ({"FleetGroupName", "JobQueueUrl"} if fleet else SINGLE_OUTPUTS)
     check(expected <= set(outputs), f"{stack}: outputs missing {sorted(expected - set(outputs))}")
+    if fleet:
+        check(not SINGLE_OUTPUTS & set(outputs), f"{stack}: single-mode outputs {sorted(SINGLE_OUTPUTS & set(outputs))}")
     for key in expected:
         check(printed.get(key) == outputs[key], f"{stack}: scripts/deploy did not print output {key}")
     check("SshCommand" not in outputs, f"{stack}: SshCommand without a KeyName")
@@ -297,6 +333,13 @@ def assert_common(clients, stack, env_name, printed):
     dlq_attrs = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
     check(dlq_attrs["MessageRetentionPeriod"] == "1209600", f"DLQ retention {dlq_attrs['MessageRetentionPeriod']}")
 
+    if fleet:
+        assert_common_fleet(clients, stack, env_name, outputs, resources, **fleet)
+        release = assert_release(clients, stack, outputs)
+        assert_telemetry(clients, stack, env_name, outputs)
+        assert_edges(clients, stack, env_name, outputs, resources, release[3], release[0])
+        return outputs, resources, release[:3]
+
     # Function: provided.al2023, in the VPC, reserved concurrency, env wired to the stack.
     fn_name = outputs["ForwarderFunctionName"]
     check(fn_name == f"image-pipeline-{env_name}-forwarder", f"function name {fn_name}")
@@ -323,13 +366,17 @@ def assert_common(clients, stack, env_name, printed):
     check(instance["ImageId"] == ami, f"instance AMI {instance['ImageId']} is not the AL2023 parameter's {ami}")
     check(instance["InstanceType"] == "c7i.large", f"instance type {instance['InstanceType']}")
     check(instance["PrivateIpAddress"] == outputs["InstancePrivateIp"], "private IP output")
-    # (moto ignores an instance's SecurityGroupIds and LaunchTemplate: checked statically.)
+    # (moto ignores an instance's launch template: its security group, volumes and IMDS options
+    # are checked statically, its UserData is read from the template's version below.)
     profile_name = resources["InstanceProfile"]["PhysicalResourceId"]
     check(instance.get("IamInstanceProfile", {}).get("Arn", "").endswith(f"/{profile_name}"),
           f"instance profile {instance.get('IamInstanceProfile')}")
     check("DaemonLaunchTemplate" in resources, "no launch template (IMDSv2, encrypted volumes)")
     check(resources["DaemonInstance"]["ResourceType"] == "AWS::EC2::Instance", "instance resource")
-    print(f"  {stack}: instance {instance['InstanceId']}: AL2023 {ami}, {instance['PrivateIpAddress']}")
+    check("DaemonGroup" not in resources, "an Auto Scaling group in single mode")
+    stack_env = heredoc(launch_template_user_data(clients, resources), "/etc/ec2-service/stack.env")
+    check("INTAKE_MODE=http\n" in stack_env and "FLEET_GROUP=\n" in stack_env, f"single-mode stack.env: {stack_env}")
+    print(f"  {stack}: instance {instance['InstanceId']}: AL2023 {ami}, {instance['PrivateIpAddress']}, intake http")
 
     # Roles: the instance profile's role and the forwarder's role exist and are the stack's.
     profile = iam.get_instance_profile(InstanceProfileName=resources["InstanceProfile"]["PhysicalResourceId"])
@@ -342,8 +389,21 @@ def assert_common(clients, stack, env_name, printed):
         check(iam.list_role_policies(RoleName=role)["PolicyNames"], f"{role}: no inline policy")
         check(not iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"], f"{role}: a managed policy")
     print(f"  {stack}: roles {resources['InstanceRole']['PhysicalResourceId']}, {role_name}: inline policies only")
+    check(config.get("CodeSize", 1) > 0, "function code")
+    release = assert_release(clients, stack, outputs)
+    assert_telemetry(clients, stack, env_name, outputs)
+    assert_edges(clients, stack, env_name, outputs, resources, release[3], release[0])
+    return outputs, resources, release[:3]
 
-    # Release: the parameter names the uploaded release, whose SHA256SUMS matches it.
+
+RELEASE_FILES = ["config.toml", "ec2-service", "ec2-service-lifecycle.service", "ec2-service-lifecycle.sh",
+                 "ec2-service.service", "install-release.sh"]
+
+
+def assert_release(clients, stack, outputs):
+    """The release parameter names the uploaded release, whose SHA256SUMS matches it.
+    Returns (prefix, manifest sha, key id, artifact bucket)."""
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
     release = ssm.get_parameter(Name=outputs["ReleaseParameterName"])["Parameter"]["Value"].split()
     check(len(release) == 3 and release[2] == "k1", f"release parameter {release}")
     prefix, manifest_sha = release[0], release[1]
@@ -352,15 +412,161 @@ def assert_common(clients, stack, env_name, printed):
     manifest = s3.get_object(Bucket=bucket, Key=f"{prefix}SHA256SUMS")["Body"].read()
     check(hashlib.sha256(manifest).hexdigest() == manifest_sha, "SHA256SUMS does not match the release parameter")
     names = sorted(line.split()[1] for line in manifest.decode().splitlines())
-    check(names == ["config.toml", "ec2-service", "ec2-service.service", "install-release.sh"], f"release files {names}")
+    check(names == RELEASE_FILES, f"release files {names}")
     for line in manifest.decode().splitlines():
         digest, name = line.split()
         body = s3.get_object(Bucket=bucket, Key=f"{prefix}{name}")["Body"].read()
         check(hashlib.sha256(body).hexdigest() == digest, f"{name} does not match SHA256SUMS")
-    check(config.get("CodeSize", 1) > 0, "function code")
     print(f"  {stack}: release {prefix} verified against the release parameter")
+    return release + [bucket]
 
-    # CloudWatch: the daemon's log group (name, retention) and the dashboard.
+
+def assert_common_fleet(clients, stack, env_name, outputs, resources, subnets, sizes, max_receive_count):
+    """Fleet mode as moto creates it: the group (name, sizes, subnets in two AZs, the launch
+    template), its running instances with the template's UserData, the queue the daemons
+    read, and no forwarder, mapping or single instance. sizes: (min, max, desired)."""
+    cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
+    autoscaling = clients[10]
+    from moto.cloudformation.parsing import resource_class_from_type
+    for name in ("ForwarderFunction", "ForwarderEventSource", "ForwarderRole", "DaemonInstance"):
+        check(name not in resources, f"{stack}: {name} in fleet mode")
+    try:
+        lam.get_function(FunctionName=f"image-pipeline-{env_name}-forwarder")
+        raise AssertionError(f"{stack}: a forwarder function in fleet mode")
+    except lam.exceptions.ResourceNotFoundException:
+        pass
+    queue_url = outputs["JobQueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    check(not lam.list_event_source_mappings(EventSourceArn=attrs["QueueArn"])["EventSourceMappings"],
+          f"{stack}: an event source mapping on the queue in fleet mode")
+    check(attrs["VisibilityTimeout"] == "120", f"{stack}: visibility {attrs['VisibilityTimeout']}")
+    redrive = json.loads(attrs["RedrivePolicy"])
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    check(redrive["deadLetterTargetArn"] == dlq_arn, f"{stack}: redrive {redrive}")
+    if max_receive_count is not None:
+        check(int(redrive["maxReceiveCount"]) == max_receive_count, f"{stack}: maxReceiveCount {redrive}")
+
+    name = outputs["FleetGroupName"]
+    check(name == f"image-pipeline-{env_name}-daemons", f"{stack}: group {name}")
+    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    check((group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == sizes,
+          f"{stack}: sizes {(group['MinSize'], group['MaxSize'], group['DesiredCapacity'])}, not {sizes}")
+    check(sorted(group["VPCZoneIdentifier"].split(",")) == sorted(subnets), f"{stack}: group subnets {group['VPCZoneIdentifier']}")
+    zones = {s["AvailabilityZone"] for s in ec2.describe_subnets(SubnetIds=subnets)["Subnets"]}
+    check(len(zones) == 2 and set(group["AvailabilityZones"]) == zones, f"{stack}: zones {group['AvailabilityZones']}")
+    template_id = resources["DaemonLaunchTemplate"]["PhysicalResourceId"]
+    check(group["LaunchTemplate"]["LaunchTemplateId"] == template_id, f"{stack}: launch template {group['LaunchTemplate']}")
+    user_data = launch_template_user_data(clients, resources)
+    stack_env = dict(line.split("=", 1) for line in heredoc(user_data, "/etc/ec2-service/stack.env").splitlines())
+    wanted = {"INTAKE_MODE": "sqs", "QUEUE_URL": queue_url, "FLEET_GROUP": name, "LIFECYCLE_HOOK": "drain-before-terminate",
+              "SOURCE_PREFIX": "uploads/", "VISIBILITY_TIMEOUT_SECS": "120", "SOURCE_SUFFIXES": ".jpg,.jpeg,.png,.webp,.heic"}
+    check({k: stack_env.get(k) for k in wanted} == wanted, f"{stack}: stack.env {stack_env}")
+    check("--logical-resource-id DaemonGroup " in user_data, f"{stack}: the first boot does not signal the group")
+    ami = ssm.get_parameter(Name="/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64")["Parameter"]["Value"]
+    import base64
+    members = [i["InstanceId"] for i in group["Instances"]]
+    check(len(members) == sizes[2], f"{stack}: {len(members)} instances, not {sizes[2]}")
+    for instance in ec2.describe_instances(InstanceIds=members)["Reservations"][0]["Instances"]:
+        check(instance["State"]["Name"] == "running" and instance["SubnetId"] in subnets, f"{stack}: instance {instance}")
+        check(instance["ImageId"] == ami and instance["InstanceType"] == "c7i.large", f"{stack}: {instance['ImageId']} {instance['InstanceType']}")
+        data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")["UserData"]["Value"]
+        check(base64.b64decode(data).decode() == user_data, f"{stack}: {instance['InstanceId']} runs another UserData")
+    profile = iam.get_instance_profile(InstanceProfileName=resources["InstanceProfile"]["PhysicalResourceId"])
+    role = resources["InstanceRole"]["PhysicalResourceId"]
+    check([r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [role], "instance profile role")
+    check(iam.list_role_policies(RoleName=role)["PolicyNames"] and not iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"],
+          f"{role}: not inline only")
+    # What moto leaves out (the template rules check these): no scaling policy, no hook.
+    check(resource_class_from_type("AWS::AutoScaling::ScalingPolicy") is None,
+          "moto now models AWS::AutoScaling::ScalingPolicy: check the policy in the deployed stack")
+    check(not autoscaling.describe_policies(AutoScalingGroupName=name)["ScalingPolicies"], "moto created a scaling policy")
+    check(not autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=name)["LifecycleHooks"],
+          "moto now creates the group's lifecycle hooks: drop the stand-in put in run_watcher")
+    print(f"  {stack}: group {name}: {sizes[0]}-{sizes[1]}, {len(members)} running from the launch template in "
+          f"{sorted(zones)}; UserData: sqs intake, the queue, the group and its hook, signal DaemonGroup")
+    print(f"  {stack}: queue visibility 120 s, DLQ after {redrive['maxReceiveCount']} receives; no forwarder, "
+          "no mapping, no single instance; role {role} inline only")
+    return group
+
+
+def run_watcher(endpoint, clients, fake, work, group, instance_id, role):
+    """The scale-in watcher as a fleet instance's install left it (fake root), against the
+    IMDSv2 stand-in and moto's Auto Scaling: no state yet, InService (its 2 s tokens renewed),
+    Terminated while Auto Scaling refuses the action (no hook yet), then the hook as the
+    template declares it."""
+    autoscaling = clients[10]
+    state, actions = os.path.join(work, "lifecycle-state"), os.path.join(work, "lifecycle-actions.jsonl")
+    log_path = os.path.join(work, "metadata.log")
+    standin = subprocess.Popen(
+        [VENV_PYTHON, os.path.join(ROOT, "scripts", "lib", "box_metadata.py"), "--port", "0", "--moto", endpoint,
+         "--instance-id", instance_id, "--role", role, "--region", REGION, "--account", "123456789012",
+         "--signals", os.path.join(work, "signals.jsonl"), "--lifecycle-state", state, "--lifecycle-actions", actions],
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (match := re.search(r"on (http://127\.0\.0\.1:\d+)", open(log_path).read())):
+            check(time.monotonic() < deadline and standin.poll() is None, f"the stand-in did not start: {open(log_path).read()}")
+            time.sleep(0.1)
+        url = match.group(1)
+        bin_dir = os.path.join(work, "watcher-bin")
+        os.makedirs(bin_dir, exist_ok=True)
+        calls = os.path.join(work, "watcher-calls")
+        with open(os.path.join(bin_dir, "systemctl"), "w") as f:
+            # The drain takes a moment; the watcher must wait for it.
+            f.write(f'#!/bin/sh\necho "$(date +%s.%N) systemctl $*" >> {calls}\nsleep 1\n')
+        os.chmod(os.path.join(bin_dir, "systemctl"), 0o755)
+        env = dict(os.environ, PATH=f"{bin_dir}:{os.path.join(ROOT, '.venv', 'bin')}:{os.environ['PATH']}",
+                   EC2_SERVICE_INSTALL_ROOT=fake, AWS_EC2_METADATA_SERVICE_ENDPOINT=url + "/",
+                   AWS_ENDPOINT_URL=endpoint, AWS_ENDPOINT_URL_AUTO_SCALING=url, AWS_DEFAULT_REGION=REGION,
+                   LIFECYCLE_POLL_SECS="0.2", LIFECYCLE_TOKEN_TTL_SECS="2")
+        watcher_log = os.path.join(work, "watcher.log")
+        watcher = subprocess.Popen(["bash", os.path.join(fake, "usr", "local", "sbin", "ec2-service-lifecycle")], env=env,
+                                   stdout=open(watcher_log, "w"), stderr=subprocess.STDOUT)
+        time.sleep(1.5)
+        check(watcher.poll() is None, f"the watcher exited with no state published: {open(watcher_log).read()}")
+        with open(state, "w") as f:
+            f.write("InService\n")
+        time.sleep(3)
+        check(watcher.poll() is None and not os.path.exists(calls), f"the watcher acted on InService: {open(watcher_log).read()}")
+        with open(state, "w") as f:
+            f.write("Terminated\n")
+        deadline = time.monotonic() + 20
+        while "CompleteLifecycleAction refused" not in open(log_path).read():
+            check(time.monotonic() < deadline and watcher.poll() is None,
+                  f"no refused attempt before the hook exists: {open(watcher_log).read()}")
+            time.sleep(0.2)
+        for hook in lifecycle_hooks():
+            autoscaling.put_lifecycle_hook(AutoScalingGroupName=group, **hook)
+        status = watcher.wait(timeout=30)
+        out = open(watcher_log).read()
+        check(status == 0, f"the watcher exited {status}: {out}")
+        recorded = [json.loads(line) for line in open(actions)]
+        check(len(recorded) == 1, f"lifecycle actions {recorded}")
+        action = recorded[0]
+        wanted = {"AutoScalingGroupName": group, "LifecycleHookName": "drain-before-terminate", "InstanceId": instance_id,
+                  "LifecycleActionResult": "CONTINUE"}
+        check({k: action.get(k) for k in wanted} == wanted, f"lifecycle action {action}")
+        stops = [line.split() for line in open(calls)]
+        check([line[1:] for line in stops] == [["systemctl", "stop", "ec2-service.service"]], f"systemctl calls {stops}")
+        from datetime import datetime
+        completed = datetime.fromisoformat(action["ReceivedAt"]).timestamp()
+        check(float(stops[0][0]) + 1 <= completed, "the action was completed before the daemon had stopped")
+        requests = open(log_path).read()
+        tokens = requests.count("PUT /latest/api/token")
+        check(tokens >= 3, f"{tokens} IMDS tokens over the run: the 2 s tokens were not renewed")
+        check(not re.search(r'"GET /latest/[^"]*" 401', requests), "the watcher used an expired IMDS token")
+        for line in ("target lifecycle state: InService", "target lifecycle state: Terminated", "lifecycle action completed"):
+            check(line in out, f"the watcher did not log {line!r}: {out}")
+        print(f"  watcher on {instance_id}: waited through no state and InService ({tokens} IMDSv2 tokens), on "
+              "Terminated stopped ec2-service, retried while Auto Scaling refused (no hook), then completed "
+              "drain-before-terminate with CONTINUE")
+    finally:
+        os.killpg(standin.pid, signal.SIGTERM)
+        standin.wait(timeout=10)
+
+
+def assert_telemetry(clients, stack, env_name, outputs):
+    """CloudWatch: the daemon's log group (name, retention) and the dashboard."""
     logs, cloudwatch = clients[8], clients[9]
     group = outputs["DaemonLogGroupName"]
     check(group == f"/image-pipeline/{env_name}/ec2-service", f"daemon log group {group}")
@@ -375,8 +581,6 @@ def assert_common(clients, stack, env_name, printed):
     check(all(f":alarm:{stack}-" in a for w in body["widgets"] if w["type"] == "alarm" for a in w["properties"]["alarms"]),
           "dashboard alarms not named after the stack")
     print(f"  {stack}: log group {group} (365 days), dashboard {outputs['DashboardName']} ({len(body['widgets'])} widgets)")
-    assert_edges(clients, stack, env_name, outputs, resources, bucket, prefix)
-    return outputs, resources, release
 
 
 INTERFACE_ENDPOINTS = {"ssm", "ssmmessages", "ec2messages", "secretsmanager", "logs", "monitoring", "sqs",
@@ -479,9 +683,7 @@ def assert_edges(clients, stack, env_name, outputs, resources, artifact_bucket, 
     for value in (API_STANDIN, outputs["JwtIssuerUrl"], outputs["WebClientId"], f"{outputs['SignInUrl']}/oauth2/token"):
         check(value in config_js, f"config.js lacks {value}: {config_js}")
     print(f"  {stack}: web page and config.js (API, issuer, client, hosted sign-in) in {web}, no-cache")
-    import base64
-    user_data = base64.b64decode(ec2.describe_instance_attribute(
-        InstanceId=outputs["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+    user_data = launch_template_user_data(clients, resources)
     check(f"PUBLIC_BASE_URL=https://{DOMAIN_STANDIN}/" in heredoc(user_data, "/etc/ec2-service/stack.env"),
           "stack.env does not give the daemon the distribution's URL")
     print(f"  {stack}: the daemon's stack.env names the distribution's URL (PUBLIC_BASE_URL)")
@@ -500,7 +702,8 @@ def main():
         session = boto3.session.Session(region_name=REGION)
         clients = tuple(
             session.client(name, endpoint_url=endpoint)
-            for name in ("cloudformation", "s3", "dynamodb", "sqs", "lambda", "ec2", "iam", "ssm", "logs", "cloudwatch")
+            for name in ("cloudformation", "s3", "dynamodb", "sqs", "lambda", "ec2", "iam", "ssm", "logs", "cloudwatch",
+                         "autoscaling")
         )
         cf, s3, ddb, sqs, lam, ec2, iam, ssm = clients[:8]
 
@@ -538,7 +741,7 @@ def main():
         secret = "Zq3" * 20
         secret_arn = boto3.session.Session(region_name=REGION).client("secretsmanager", endpoint_url=endpoint).create_secret(
             Name="image-pipeline-qa-signing-key", SecretString=secret)["ARN"]
-        result, fake = first_boot_install(endpoint, clients, outputs, work, secret_arn)
+        result, fake = first_boot_install(endpoint, launch_template_user_data(clients, resources), work, secret_arn)
         check(result.returncode == 0, f"ec2-service-install failed:\n{result.stdout}{result.stderr}")
         etc = os.path.join(fake, "etc", "ec2-service")
         check(open(os.path.join(etc, "secrets.env")).read() == f"EC2_SERVICE__SIGNING__KEYS=k1:{secret}\n", "secrets.env")
@@ -552,7 +755,7 @@ def main():
         # A release object changed in the bucket after the deploy: refused, nothing installed.
         prefix = release[0]
         s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"{prefix}ec2-service", Body=b"#!/bin/sh\necho tampered\n")
-        result, fake = first_boot_install(endpoint, clients, outputs, work, secret_arn)
+        result, fake = first_boot_install(endpoint, launch_template_user_data(clients, resources), work, secret_arn)
         check(result.returncode != 0, "ec2-service-install installed a tampered release")
         check("stand-in daemon 1" in open(os.path.join(fake, "usr", "local", "bin", "ec2-service")).read(),
               "a tampered binary was installed")
@@ -599,8 +802,48 @@ def main():
         printed, log = deploy(endpoint, env, "pipe-sqs", zip_path, daemon, {})
         check("release unchanged" in log, "a redeploy of the same release reinstalled:\n" + log)
         print("  pipe-sqs redeploy of the same release: no change, no reinstall")
-        print("moto-deploy: 3 stacks (sqs and direct in your network, sqs in its own), first-boot install and "
-              "a refused tampered release, 1 update with reinstall, 1 no-op redeploy: all assertions hold")
+
+        # 6. fleet mode in your network.
+        fleet = {"subnets": subnets, "sizes": (1, 3, 2), "max_receive_count": 8}
+        printed, _ = deploy(endpoint, env, "pipe-fleet", zip_path, daemon,
+                            {"CreateNetwork": "false", "VpcId": vpc, "FleetSubnetIds": ",".join(subnets), "EnvName": "qf",
+                             "DeploymentMode": "fleet", "FleetMinSize": "1", "FleetMaxSize": "3", "FleetDesiredCapacity": "2"})
+        fleet_outputs, fleet_resources, _ = assert_common(clients, "pipe-fleet", "qf", printed, fleet=fleet)
+        fleet_secret = boto3.session.Session(region_name=REGION).client("secretsmanager", endpoint_url=endpoint).create_secret(
+            Name="image-pipeline-qf-signing-key", SecretString=secret)["ARN"]
+        result, fleet_fake = first_boot_install(endpoint, launch_template_user_data(clients, fleet_resources), work,
+                                                fleet_secret, name="fleet-instance")
+        check(result.returncode == 0, f"ec2-service-install on a fleet instance failed:\n{result.stdout}{result.stderr}")
+        dropin = open(os.path.join(fleet_fake, "etc", "systemd", "system", "ec2-service.service.d", "intake.conf")).read()
+        check(f"Environment=EC2_SERVICE__INTAKE__QUEUE_URL={fleet_outputs['JobQueueUrl']}\n" in dropin
+              and "Environment=EC2_SERVICE__INTAKE__MODE=sqs\n" in dropin, f"intake drop-in: {dropin}")
+        check("systemctl enable ec2-service-lifecycle.service" in open(os.path.join(work, "fleet-instance-calls")).read(),
+              "the watcher was not enabled")
+        print("  pipe-fleet: a fleet instance's first install: the release, the intake drop-in (sqs, the stack's "
+              "queue), the scale-in watcher enabled")
+        group = outputs_of(cf, "pipe-fleet")["FleetGroupName"]
+        members = clients[10].describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]
+        run_watcher(endpoint, clients, fleet_fake, work, group, members[0]["InstanceId"],
+                    fleet_resources["InstanceRole"]["PhysicalResourceId"])
+
+        # 7. the move from one instance to the fleet: pipe-own (its own network) updated.
+        printed, _ = deploy(endpoint, env, "pipe-own", zip_path, daemon, {"DeploymentMode": "fleet"}, artifact_bucket=None)
+        moved_outputs = outputs_of(cf, "pipe-own")
+        own_subnets = own_outputs["PrivateSubnetIds"].split(",")
+        # (moto applies no RedrivePolicy change on an update: the count stays the single mode's.)
+        moved_outputs, moved_resources, _ = assert_common(
+            clients, "pipe-own", "dev", printed, fleet={"subnets": own_subnets, "sizes": (1, 4, 1), "max_receive_count": None})
+        for key in ("JobQueueUrl", "SourceBucketName", "OutputBucketName", "TableName", "DeadLetterQueueUrl"):
+            check(moved_outputs[key] == own_outputs[key], f"the move changed {key}")
+        old = ec2.describe_instances(InstanceIds=[own_outputs["InstanceId"]])["Reservations"][0]["Instances"][0]
+        check(old["State"]["Name"] in ("shutting-down", "terminated"), f"the single instance is {old['State']}")
+        endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [own_outputs["NetworkVpcId"]]}])["VpcEndpoints"]
+        check(any(e["ServiceName"].endswith(".autoscaling") for e in endpoints), "no Auto Scaling endpoint in the own network")
+        print("  pipe-own moved to fleet: the same queue, buckets and table; the group in the private subnets, "
+              "the Auto Scaling endpoint; forwarder, mapping and single instance gone")
+        print("moto-deploy: 4 stacks (sqs and direct in your network, sqs in its own, fleet in yours), first-boot "
+              "installs (single and fleet) and a refused tampered release, the scale-in watcher, 1 update with "
+              "reinstall, 1 no-op redeploy, 1 move to fleet mode: all assertions hold")
     except BaseException:
         # Whatever moto said last (an error of moto's own shows as a 500 to the CLI).
         lines = open(os.path.join(work, "moto.log"), errors="replace").read().splitlines()

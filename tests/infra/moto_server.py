@@ -27,6 +27,13 @@ moto as it is.
 6. moto has no Fn::Cidr, and reads Fn::GetAZs "" (the stack's own region) as us-east-1's
    zones. Here Fn::Cidr splits the block as CloudFormation does (COUNT blocks of BITS host
    bits, in order from its start), and an empty Fn::GetAZs names the stack's region's zones.
+7. An update that changes a resource whose Condition is false (the Auto Scaling group of a
+   stack in single mode, when the release it names changes) makes moto "modify" a resource
+   that was never created, and fail with a 500. In CloudFormation such a resource does not
+   exist and stays absent; here too. A resource whose Condition turns false in an update (the
+   forwarder and the single instance, when a stack moves to fleet mode) is deleted, as
+   CloudFormation does; moto keeps it. And a resource moto cannot update (a log group, when
+   a parameter it names is passed again) is dropped from the stack by moto; here it stays.
 
     .venv/bin/python tests/infra/moto_server.py -H 127.0.0.1 -p 0   # same arguments as moto_server
 """
@@ -121,12 +128,41 @@ def _clean_json_with_cidr_and_azs(resource_json, resources_map):
     return _clean_json(resource_json, resources_map)
 
 
+_parse_and_update_resource = cloudformation_parsing.parse_and_update_resource
+
+
+def _parse_and_update_resource_if_it_exists(logical_id, resource_json, resources_map, account_id, region_name):
+    condition = resource_json.get("Condition")
+    if condition and not resources_map.lazy_condition_map[condition]:
+        # Absent, or deleted after the update (_delete_resources_whose_condition_is_false).
+        return resources_map._parsed_resources.get(logical_id)
+    original = resources_map[logical_id]
+    updated = _parse_and_update_resource(logical_id, resource_json, resources_map,
+                                         account_id=account_id, region_name=region_name)
+    return original if updated is None else updated
+
+
+cloudformation_parsing.parse_and_update_resource = _parse_and_update_resource_if_it_exists
+
+_update = ResourceMap.update
+
+
+def _update_and_delete_what_is_no_longer_in_the_stack(self, template, parameters=None):
+    _update(self, template, parameters)
+    for logical_id, resource_json in template["Resources"].items():
+        condition = resource_json.get("Condition")
+        if condition and not self.lazy_condition_map[condition]:
+            resource = self._parsed_resources.pop(logical_id, None)
+            if resource is not None:
+                self._delete_resource(resource, resource_json)
+
 # clean_json calls itself through the module's name, so nested uses go through this too.
 cloudformation_parsing.clean_json = _clean_json_with_cidr_and_azs
 CloudFormationBackend.execute_change_set = _execute_change_set_with_outputs
 CloudFormationResponse.create_change_set = _create_change_set_even_if_empty
 Stack.stack_parameters = property(_previous_parameter_values)
 ResourceMap.build_resource_diff = _build_resource_diff_with_defaults
+ResourceMap.update = _update_and_delete_what_is_no_longer_in_the_stack
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,8 @@
 the way the template declares it. Shared by tests/infra/moto_deploy.py and scripts/box.
 
 moto 5.2.5 does not create AWS::SecretsManager::Secret (a ${SigningSecret} in the UserData
-stays as it is) and ignores a bucket's NotificationConfiguration.
+stays as it is), ignores a bucket's NotificationConfiguration, and ignores an Auto Scaling
+group's LifecycleHookSpecificationList (its API has PutLifecycleHook).
 
     moto_stack.py notification QUEUE_ARN          # the source bucket's S3 -> SQS notification
                                                   #   (sqs mode), as put-bucket-notification-
@@ -39,6 +40,20 @@ def notification(queue_arn, source_prefix="uploads/"):
         configurations.append({"QueueArn": queue_arn, "Events": [entry["Event"]],
                                "Filter": {"Key": {"FilterRules": rules}}})
     return {"QueueConfigurations": configurations}
+
+
+def lifecycle_hooks():
+    """The fleet group's lifecycle hooks as the template declares them, in the form of
+    PutLifecycleHook's arguments (without the group's name)."""
+    template, matches = decode(TEMPLATE)
+    if matches:
+        raise SystemExit(f"cannot decode {TEMPLATE}: {matches}")
+    hooks = []
+    for spec in template["Resources"]["DaemonGroup"]["Properties"]["LifecycleHookSpecificationList"]:
+        assert all(isinstance(v, (str, int)) for v in spec.values()), f"unexpected hook value {spec}"
+        hooks.append({"LifecycleHookName": spec["LifecycleHookName"], "LifecycleTransition": spec["LifecycleTransition"],
+                      "HeartbeatTimeout": int(spec["HeartbeatTimeout"]), "DefaultResult": spec["DefaultResult"]})
+    return hooks
 
 
 def complete_user_data(text, secret_arn):

@@ -2,7 +2,10 @@
 cfn-lint and checkov know: the properties moto does not apply (so the deploy test cannot see
 them), the few IAM statements allowed a "*" resource (which is why checkov's CKV_AWS_111 is
 skipped on the roles), the wiring between the template, the unit and the config, and the
-syntax of the UserData script. Run by scripts/check-infra.
+syntax of the UserData script. Fleet mode (DeploymentMode fleet): which resources each mode
+has, the scaling policy's metric math, the lifecycle hook and its watcher, the fleet's IAM
+against the calls the daemon's code makes (moto models no scaling policy or lifecycle hook
+and enforces no IAM). Run by scripts/check-infra.
 
     .venv/bin/python tests/infra/template_rules.py
 """
@@ -19,6 +22,7 @@ from cfnlint.decode import decode
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TEMPLATE = os.path.join(ROOT, "cloudformation", "template.yaml")
+SYSTEMD = os.path.join(ROOT, "systemd")
 
 # The only Allow statements whose resource may be "*", and the actions they may hold.
 STAR_RESOURCE_ALLOWED = {
@@ -88,6 +92,55 @@ def if_branches(value):
     if isinstance(value, dict) and "Fn::If" in value:
         return [b for branch in value["Fn::If"][1:] for b in if_branches(branch)]
     return [value]
+
+
+def conditions_for(**given):
+    """Every condition of the template, evaluated for these parameter values (the others at
+    their defaults)."""
+    values = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    values.update(given)
+
+    def value(node):
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return values[node["Ref"]]
+        if isinstance(node, dict) and set(node) == {"Fn::Join"}:
+            sep, parts = node["Fn::Join"]
+            return sep.join(value(p) for p in as_list(parts)) if isinstance(parts, list) else value(parts)
+        assert isinstance(node, str), f"cannot evaluate {node}"
+        return node
+
+    done = {}
+
+    def truth(node):
+        if isinstance(node, dict) and set(node) == {"Condition"}:
+            return condition(node["Condition"])
+        (fn, args), = node.items()
+        if fn == "Fn::Equals":
+            return value(args[0]) == value(args[1])
+        if fn == "Fn::Not":
+            return not truth(args[0])
+        if fn == "Fn::Or":
+            return any(truth(a) for a in args)
+        if fn == "Fn::And":
+            return all(truth(a) for a in args)
+        raise AssertionError(f"condition function {fn}")
+
+    def condition(name):
+        if name not in done:
+            done[name] = truth(template["Conditions"][name])
+        return done[name]
+
+    return {name: condition(name) for name in template["Conditions"]}
+
+
+def present(conditions):
+    """The resources and outputs a stack with these conditions has."""
+    kept = lambda r: "Condition" not in r or conditions[r["Condition"]]
+    return ({name for name, r in resources.items() if kept(r)},
+            {name for name, o in template.get("Outputs", {}).items() if kept(o)})
+
+
+FLEET = {"DeploymentMode": "fleet"}
 
 
 @rule("every checkov skip has a written reason")
@@ -223,10 +276,11 @@ def _():
     assert async_config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 
 
-@rule("network: the daemon port only from the forwarder's group, SSH only when asked")
+@rule("network: the daemon port only from the forwarder's group (single mode), SSH only when asked")
 def _():
     ingress = of_type("AWS::EC2::SecurityGroupIngress")
     assert list(ingress) == ["DaemonFromForwarderIngress"], sorted(ingress)
+    assert ingress["DaemonFromForwarderIngress"].get("Condition") == "Single", "the daemon port open in fleet mode"
     rule_props = ingress["DaemonFromForwarderIngress"]["Properties"]
     assert rule_props["SourceSecurityGroupId"] == {"Ref": "ForwarderSecurityGroup"}
     assert rule_props["GroupId"] == {"Ref": "InstanceSecurityGroup"}
@@ -242,7 +296,7 @@ def _():
 @rule("own network: DNS on, no way to or from the internet, endpoints for every API called")
 def _():
     assert template["Parameters"]["CreateNetwork"]["Default"] == "true"
-    network = {name: r for name, r in resources.items() if r.get("Condition") == "MakeNetwork"}
+    network = {name: r for name, r in resources.items() if r.get("Condition") in ("MakeNetwork", "FleetInOwnNetwork")}
     kinds = {r["Type"] for r in resources.values()}
     for kind in ("AWS::EC2::InternetGateway", "AWS::EC2::NatGateway", "AWS::EC2::VPCGatewayAttachment",
                  "AWS::EC2::EIP", "AWS::EC2::Route"):
@@ -258,7 +312,10 @@ def _():
             service = r["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]
             endpoints[service] = r["Properties"]
     assert set(endpoints) == {"s3", "dynamodb", "ssm", "ssmmessages", "ec2messages", "secretsmanager", "logs",
-                              "monitoring", "sqs", "cloudformation"}, sorted(endpoints)
+                              "monitoring", "sqs", "cloudformation", "autoscaling"}, sorted(endpoints)
+    # The fleet's watcher calls Auto Scaling: its endpoint exists in fleet mode (the own network).
+    assert resources["AutoScalingEndpoint"]["Condition"] == "FleetInOwnNetwork"
+    assert template["Conditions"]["FleetInOwnNetwork"] == {"Fn::And": [{"Condition": "Fleet"}, {"Condition": "MakeNetwork"}]}
     for service, props in endpoints.items():
         if service in ("s3", "dynamodb"):
             assert props["VpcEndpointType"] == "Gateway" and props["RouteTableIds"], service
@@ -270,9 +327,14 @@ def _():
         assert resources[name]["Properties"]["VpcId"] == {"Fn::If": ["MakeNetwork", {"Ref": "Vpc"}, {"Ref": "VpcId"}]}
     assert resources["DaemonInstance"]["Properties"]["SubnetId"]["Fn::If"][0] == "MakeNetwork"
     assert resources["ForwarderFunction"]["Properties"]["VpcConfig"]["SubnetIds"]["Fn::If"][0] == "MakeNetwork"
+    group = resources["DaemonGroup"]["Properties"]["VPCZoneIdentifier"]
+    assert group == {"Fn::If": ["MakeNetwork", [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}], {"Ref": "FleetSubnetIds"}]}, group
     rule = template["Rules"]["OwnNetworkIsComplete"]
     assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "CreateNetwork"}, "false"]}
-    assert len(rule["Assertions"]) == 3
+    assert len(rule["Assertions"]) == 4
+    required = json.dumps(rule["Assertions"])
+    for name in ("VpcId", "InstanceSubnetId", "LambdaSubnetIds", "FleetSubnetIds"):
+        assert f'{{"Ref": "{name}"}}' in required, f"the rule does not require {name}"
 
 
 @rule("cfn-lint ignores: only the bring-your-own-network references, whose defaults are empty")
@@ -290,28 +352,66 @@ def _():
     devices = {d["DeviceName"]: d["Ebs"] for d in data["BlockDeviceMappings"]}
     assert set(devices) == {"/dev/xvda", "/dev/sdf"}, devices
     assert all(d["Encrypted"] is True for d in devices.values())
+    assert data["ImageId"] == {"Ref": "LatestAmiId"} and data["IamInstanceProfile"] == {"Name": {"Ref": "InstanceProfile"}}
+    assert data["SecurityGroupIds"] == [{"Ref": "InstanceSecurityGroup"}], data["SecurityGroupIds"]
+    assert data["InstanceType"] == {"Ref": "InstanceType"}
     instance = resources["DaemonInstance"]
     assert instance["CreationPolicy"]["ResourceSignal"]["Count"] == 1
+    # The instance names the same image, type and profile as its launch template.
     assert instance["Properties"]["IamInstanceProfile"] == {"Ref": "InstanceProfile"}
-    assert instance["Properties"]["ImageId"] == {"Ref": "LatestAmiId"}
+    assert instance["Properties"]["ImageId"] == data["ImageId"]
+    assert instance["Properties"]["InstanceType"] == data["InstanceType"]
+    assert "UserData" not in instance["Properties"], "the instance has its own UserData: the template's is the one"
+    assert instance["Properties"]["LaunchTemplate"] == resources["DaemonGroup"]["Properties"]["LaunchTemplate"] == {
+        "LaunchTemplateId": {"Ref": "DaemonLaunchTemplate"},
+        "Version": {"Fn::GetAtt": ["DaemonLaunchTemplate", "LatestVersionNumber"]}}
     ami = template["Parameters"]["LatestAmiId"]
     assert ami["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>" and "al2023" in ami["Default"]
 
 
-def user_data():
-    sub = resources["DaemonInstance"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"]
-    # Every ${Name} becomes a stand-in value, ${!Name} a literal ${Name}, as Fn::Sub does.
-    text = re.sub(r"\$\{(?!!)([A-Za-z0-9:.]+)\}", lambda m: f"stand-in-{m.group(1).replace(':', '-')}", sub)
+def user_data_sub():
+    """The UserData's Fn::Sub: its text and its variables."""
+    text, variables = resources["DaemonLaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    return text, variables
+
+
+def user_data(**given):
+    """The UserData as Fn::Sub renders it for these parameters: its variables' Fn::If
+    resolved, their Ref and Sub and every other ${Name} as stand-in values, ${!Name} a
+    literal ${Name}."""
+    text, variables = user_data_sub()
+    conditions = conditions_for(**given)
+    standin = lambda name: f"stand-in-{name.replace(':', '-')}"
+
+    def resolve(node):
+        if isinstance(node, dict) and "Fn::If" in node:
+            name, yes, no = node["Fn::If"]
+            return resolve(yes if conditions[name] else no)
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return standin(node["Ref"])
+        if isinstance(node, dict) and set(node) == {"Fn::Sub"}:
+            return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lambda m: standin(m.group(1)), node["Fn::Sub"])
+        assert isinstance(node, str), node
+        return node
+
+    values = {name: resolve(v) for name, v in variables.items()}
+    text = re.sub(r"\$\{(?!!)([A-Za-z0-9:.]+)\}", lambda m: values.get(m.group(1), standin(m.group(1))), text)
     return text.replace("${!", "${")
 
 
-@rule("UserData: valid bash, and so is the ec2-service-install it writes")
+def stack_env(**given):
+    text = re.search(r"cat > /etc/ec2-service/stack.env <<'EOF'\n(.*?)\nEOF\n", user_data(**given), re.S).group(1)
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+@rule("UserData (both modes): valid bash, and so is the ec2-service-install it writes")
 def _():
-    text = user_data()
-    for name, script in (("UserData", text), ("ec2-service-install", re.search(
-            r"cat > /usr/local/sbin/ec2-service-install <<'EOF'\n(.*?)\nEOF\n", text, re.S).group(1))):
-        result = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
-        assert result.returncode == 0, f"{name}: {result.stderr.strip()}"
+    for mode in ("single", "fleet"):
+        text = user_data(DeploymentMode=mode)
+        for name, script in (("UserData", text), ("ec2-service-install", re.search(
+                r"cat > /usr/local/sbin/ec2-service-install <<'EOF'\n(.*?)\nEOF\n", text, re.S).group(1))):
+            result = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+            assert result.returncode == 0, f"{mode} {name}: {result.stderr.strip()}"
 
 
 @rule("systemd unit, config and template agree (drain, watchdog, paths, port)")
@@ -338,15 +438,14 @@ def _():
     placeholders = set(re.findall(r"@([A-Z_]+)@", "".join(settings)))
     assert placeholders == {"REGION", "SOURCE_BUCKET", "OUTPUT_BUCKET", "TABLE", "PUBLIC_BASE_URL",
                             "MEMORY_BUDGET_BYTES"}, placeholders
-    stack_env = re.search(r"cat > /etc/ec2-service/stack.env <<'EOF'\n(.*?)\nEOF\n", user_data(), re.S).group(1)
-    keys = {line.split("=", 1)[0] for line in stack_env.splitlines()}
+    keys = set(stack_env())
     assert placeholders - {"MEMORY_BUDGET_BYTES"} <= keys, f"stack.env lacks {placeholders - keys}"
     assert service["MemoryMax"].endswith("%") and int(service["MemoryMax"][:-1]) > 60, "MemoryMax not above the budget"
 
 
 @rule("CloudWatch agent: pinned >= 1.300070.0, its journald config ships the unit to the stack's log group")
 def _():
-    sub = resources["DaemonInstance"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+    sub = user_data_sub()[0]
     version = re.search(r"^\s*agent_version=(\d+)\.(\d+)\.(\d+)$", sub, re.M)
     assert version, "no agent_version= in the UserData"
     assert tuple(map(int, version.groups())) >= AGENT_JOURNALD_SINCE, f"agent {version.group(0).strip()}"
@@ -383,6 +482,206 @@ def _():
                  if st["Sid"] == "ShipJournal"][0]
     assert statement["Resource"] == {"Fn::GetAtt": ["DaemonLogGroup", "Arn"]}, statement
     assert "logs:CreateLogGroup" not in as_list(statement["Action"]), "the agent may create log groups"
+
+
+# ---------------------------------------------------------------- fleet mode (issue 11)
+FORWARDER = {"ForwarderLogGroup", "ForwarderSecurityGroup", "ForwarderToDaemonEgress", "ForwarderRole",
+             "ForwarderFunction", "ForwarderEventSource", "DaemonFromForwarderIngress", "ForwarderErrorsAlarm"}
+FLEET_ONLY = {"DaemonGroup", "DaemonBacklogScaling", "DaemonFleetPolicy"}
+SINGLE_ONLY = FORWARDER | {"DaemonInstance", "InstanceSystemStatusAlarm", "InstanceStatusAlarm"}
+LIFECYCLE_HOOK = "drain-before-terminate"
+
+
+@rule("modes: fleet has the group, its policy and grants and the queue, and no forwarder, mapping or single instance")
+def _():
+    single, single_outputs = present(conditions_for())
+    fleet, fleet_outputs = present(conditions_for(**FLEET))
+    direct, _ = present(conditions_for(TriggerMode="direct"))
+    assert SINGLE_ONLY <= single and not FLEET_ONLY & single, sorted(FLEET_ONLY & single)
+    assert FLEET_ONLY <= fleet and not SINGLE_ONLY & fleet, sorted(SINGLE_ONLY & fleet)
+    assert not {n for n in fleet if resources[n]["Type"].startswith("AWS::Lambda::") and n.startswith("Forwarder")}
+    assert {"JobQueue", "JobQueuePolicy", "DeadLetterQueue", "JobQueueAgeAlarm"} <= fleet
+    assert "JobQueue" not in direct and "ForwarderEventSource" not in direct
+    # Everything else is the same in both modes (buckets, table, edges, telemetry, alarms).
+    assert single - SINGLE_ONLY - {"AutoScalingEndpoint"} == fleet - FLEET_ONLY - {"AutoScalingEndpoint"}, \
+        sorted((single - SINGLE_ONLY) ^ (fleet - FLEET_ONLY))
+    assert {"FleetGroupName", "JobQueueUrl"} <= fleet_outputs and not {"InstanceId", "ForwarderFunctionName",
+                                                                        "SshCommand"} & fleet_outputs
+    assert "FleetGroupName" not in single_outputs and "InstanceId" in single_outputs
+    # Fleet needs the queue: the rule refuses direct, and the conditions make the queue anyway.
+    rule = template["Rules"]["FleetNeedsTheQueue"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "DeploymentMode"}, "fleet"]}
+    assert rule["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "TriggerMode"}, "sqs"]}
+    assert "JobQueue" in present(conditions_for(TriggerMode="direct", **FLEET))[0]
+
+
+def expression_value(metrics, wanted, values):
+    """The value of metric math expression `wanted` given the metrics' values."""
+    by_id = {m["Id"]: m for m in metrics}
+    m = by_id[wanted]
+    if "MetricStat" in m:
+        return values[wanted]
+    expression = m["Expression"]
+    if isinstance(expression, dict):
+        expression = re.sub(r"\$\{([A-Za-z]+)\}", lambda g: str(values[g.group(1)]), expression["Fn::Sub"])
+    tokens = re.findall(r"[A-Za-z][A-Za-z0-9_]*|[0-9.]+|[-+*/()]|\S", expression)
+    assert all(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*|[0-9.]+|[-+*/()]", t) for t in tokens), expression
+    text = " ".join(str(expression_value(metrics, t, values)) if t in by_id else t for t in tokens)
+    return eval(text, {"__builtins__": {}})  # digits and + - * / ( ) only, checked above
+
+
+@rule("fleet scaling: target tracking on visible messages / in-service instances against latency / seconds per photo")
+def _():
+    policy = resources["DaemonBacklogScaling"]["Properties"]
+    assert policy["PolicyType"] == "TargetTrackingScaling" and policy["AutoScalingGroupName"] == {"Ref": "DaemonGroup"}
+    config = policy["TargetTrackingConfiguration"]
+    assert not config.get("DisableScaleIn"), "scale-in disabled"
+    metrics = config["CustomizedMetricSpecification"]["Metrics"]
+    stats = {m["Id"]: m["MetricStat"] for m in metrics if "MetricStat" in m}
+    visible = [i for i, st in stats.items() if st["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    inservice = [i for i, st in stats.items() if st["Metric"]["MetricName"] == "GroupInServiceInstances"]
+    assert len(visible) == len(inservice) == 1 and len(stats) == 2, sorted(stats)
+    assert stats[visible[0]]["Metric"] == {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+                                           "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["JobQueue", "QueueName"]}}]}
+    assert stats[inservice[0]]["Metric"] == {"Namespace": "AWS/AutoScaling", "MetricName": "GroupInServiceInstances",
+                                             "Dimensions": [{"Name": "AutoScalingGroupName", "Value": {"Ref": "DaemonGroup"}}]}
+    returned = [m["Id"] for m in metrics if m.get("ReturnData", True)]
+    assert len(returned) == 1, f"metric math must return one series, returns {returned}"
+    assert config["TargetValue"] == {"Ref": "FleetAcceptableLatencySecs"}, config["TargetValue"]
+    # At the target exactly when the backlog per instance is latency / seconds per photo,
+    # above it when more, below when less (whatever the numbers).
+    for v, n, latency, spp in ((300, 2, 30, 0.1), (40, 4, 60, 1.5), (7, 1, 5, 0.25)):
+        at = latency / spp * n
+        for backlog, sign in ((at, 0), (at * 1.5, 1), (at / 2, -1)):
+            value = expression_value(metrics, returned[0], {visible[0]: backlog, inservice[0]: n, "FleetSecondsPerPhoto": spp})
+            assert (value > latency) - (value < latency) == sign, (backlog, n, latency, spp, value)
+    assert template["Parameters"]["FleetMinSize"]["MinValue"] >= 1, "backlog per instance with no instance"
+    group = resources["DaemonGroup"]["Properties"]
+    collected = group["MetricsCollection"]
+    assert any(c["Granularity"] == "1Minute" and "GroupInServiceInstances" in c["Metrics"] for c in collected), collected
+    assert (group["MinSize"], group["MaxSize"]) == ({"Ref": "FleetMinSize"}, {"Ref": "FleetMaxSize"})
+    assert group["DesiredCapacity"] == {"Fn::If": ["HasFleetDesired", {"Ref": "FleetDesiredCapacity"}, {"Ref": "AWS::NoValue"}]}
+    assert group["DefaultInstanceWarmup"] == {"Ref": "FleetInstanceWarmupSecs"}
+    assert resources["DaemonGroup"]["CreationPolicy"]["ResourceSignal"]["Count"] == {"Ref": "FleetMinSize"}
+
+
+@rule("fleet scale-in: the termination hook, the watcher that completes it, and the names they share")
+def _():
+    group = resources["DaemonGroup"]["Properties"]
+    hooks = group["LifecycleHookSpecificationList"]
+    assert len(hooks) == 1, hooks
+    hook = hooks[0]
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING" and hook["DefaultResult"] == "CONTINUE"
+    assert hook["LifecycleHookName"] == LIFECYCLE_HOOK
+    unit = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    unit.optionxform = str
+    unit.read(os.path.join(SYSTEMD, "ec2-service.service"))
+    stop = int(unit["Service"]["TimeoutStopSec"])
+    assert int(hook["HeartbeatTimeout"]) >= stop + 60, f"HeartbeatTimeout {hook['HeartbeatTimeout']} vs TimeoutStopSec {stop}"
+    name = group["AutoScalingGroupName"]["Fn::Sub"]
+    fleet_env = stack_env(**FLEET)
+    single_env = stack_env()
+    assert fleet_env["FLEET_GROUP"] == name.replace("${EnvName}", "stand-in-EnvName"), fleet_env
+    assert fleet_env["LIFECYCLE_HOOK"] == LIFECYCLE_HOOK and fleet_env["INTAKE_MODE"] == "sqs"
+    assert fleet_env["QUEUE_URL"] == "stand-in-JobQueue", fleet_env["QUEUE_URL"]
+    assert single_env["INTAKE_MODE"] == "http" and single_env["FLEET_GROUP"] == single_env["QUEUE_URL"] == ""
+    # The first boot signals whichever resource waits for it.
+    fleet_boot, single_boot = user_data(**FLEET), user_data()
+    assert "--logical-resource-id DaemonGroup " in fleet_boot and "--logical-resource-id DaemonInstance " in single_boot
+    statement = [st for st in statements(resources["DaemonFleetPolicy"]["Properties"]["PolicyDocument"])
+                 if st["Sid"] == "CompleteScaleIn"][0]
+    assert as_list(statement["Action"]) == ["autoscaling:CompleteLifecycleAction"], statement
+    assert statement["Resource"]["Fn::Sub"].endswith(":autoScalingGroup:*:autoScalingGroupName/" + name), statement
+    # The watcher reads those names and completes the action after stopping the daemon; the
+    # release carries it and the installer installs it.
+    watcher = open(os.path.join(SYSTEMD, "ec2-service-lifecycle.sh")).read()
+    for needed in ("FLEET_GROUP", "LIFECYCLE_HOOK", "REGION", "autoscaling/target-lifecycle-state",
+                   "AWS_EC2_METADATA_SERVICE_ENDPOINT", "--lifecycle-action-result CONTINUE"):
+        assert needed in watcher, f"the watcher does not use {needed}"
+    assert watcher.index("systemctl stop ec2-service") < watcher.index("complete-lifecycle-action"), "completes before draining"
+    deploy = open(os.path.join(ROOT, "scripts", "deploy")).read()
+    assert re.search(r"release_files=\([^)]*ec2-service-lifecycle\.sh[^)]*ec2-service-lifecycle\.service", deploy), \
+        "scripts/deploy does not ship the watcher"
+    installer = open(os.path.join(SYSTEMD, "install-release.sh")).read()
+    assert "ec2-service-lifecycle.sh" in installer and "enable ec2-service-lifecycle.service" in installer
+
+
+RUST_TO_IAM = {
+    "receive_message": "sqs:ReceiveMessage", "delete_message": "sqs:DeleteMessage",
+    "delete_message_batch": "sqs:DeleteMessage", "change_message_visibility": "sqs:ChangeMessageVisibility",
+    "change_message_visibility_batch": "sqs:ChangeMessageVisibility", "get_queue_attributes": "sqs:GetQueueAttributes",
+    "send_message": "sqs:SendMessage", "send_message_batch": "sqs:SendMessage",
+    "get_item": "dynamodb:GetItem", "batch_get_item": "dynamodb:BatchGetItem", "put_item": "dynamodb:PutItem",
+    "update_item": "dynamodb:UpdateItem", "delete_item": "dynamodb:DeleteItem", "query": "dynamodb:Query",
+    "scan": "dynamodb:Scan", "describe_table": "dynamodb:DescribeTable", "batch_write_item": "dynamodb:BatchWriteItem",
+    "transact_write_items": "dynamodb:TransactWriteItems", "transact_get_items": "dynamodb:TransactGetItems",
+}
+
+
+def daemon_calls(service):
+    """The IAM actions of the SQS or DynamoDB calls in the daemon's source."""
+    calls = set()
+    for folder, _, files in os.walk(os.path.join(ROOT, "ec2-service", "src")):
+        for name in files:
+            if name.endswith(".rs"):
+                text = open(os.path.join(folder, name)).read()
+                if f"aws_sdk_{service}" in text:
+                    calls |= {RUST_TO_IAM[m] for m in re.findall(r"\.([a-z_]+)\(\)", text) if m in RUST_TO_IAM
+                              and RUST_TO_IAM[m].startswith(("sqs:" if service == "sqs" else "dynamodb:"))}
+    return calls
+
+
+@rule("fleet IAM: the daemon's SQS calls on the job queue only, the lease by its key, the records never the lease")
+def _():
+    fleet = {st["Sid"]: st for st in statements(resources["DaemonFleetPolicy"]["Properties"]["PolicyDocument"])}
+    assert set(fleet) == {"ConsumeJobQueue", "ReconcileLease", "CompleteScaleIn"}, sorted(fleet)
+    sqs = fleet["ConsumeJobQueue"]
+    calls = daemon_calls("sqs")
+    assert calls and set(as_list(sqs["Action"])) == calls, f"granted {sorted(as_list(sqs['Action']))}, the daemon calls {sorted(calls)}"
+    assert sqs["Resource"] == {"Fn::GetAtt": ["JobQueue", "Arn"]}, sqs["Resource"]
+    lease_key = re.search(r'pub const RECONCILE_LEASE_KEY: &str = "([^"]+)";',
+                          open(os.path.join(ROOT, "ec2-service", "src", "aws", "records.rs")).read()).group(1)
+    lease = fleet["ReconcileLease"]
+    assert lease["Resource"] == {"Fn::GetAtt": ["RecordTable", "Arn"]}
+    assert lease["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [lease_key]}}, lease["Condition"]
+    records = [st for st in statements(resources["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"])
+               if st.get("Sid") == "Records"][0]
+    assert records["Condition"] == {"ForAllValues:StringNotEquals": {"dynamodb:LeadingKeys": [lease_key]}}, records
+    # Every DynamoDB call of the daemon is granted, on the records or on the lease.
+    granted = set(as_list(records["Action"])) | set(as_list(lease["Action"]))
+    missing = daemon_calls("dynamodb") - granted
+    assert not missing, f"the daemon calls {sorted(missing)}, not granted"
+    assert set(as_list(lease["Action"])) == {"dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    # The single box has none of it; the forwarder's queue grant exists only with its mapping.
+    assert resources["DaemonFleetPolicy"]["Condition"] == "Fleet"
+    forwarder = [b for st in statements(resources["ForwarderRole"]["Properties"]["Policies"][0]["PolicyDocument"])
+                 if isinstance(st, dict) and "Fn::If" in st for b in [st]]
+    assert forwarder and forwarder[0]["Fn::If"][0] == "ForwarderOnQueue", forwarder
+
+
+@rule("fleet intake: stack.env gives the daemon the [intake] keys it has, the forwarder's filter and the queue's visibility")
+def _():
+    example = tomllib.loads(open(os.path.join(ROOT, "ec2-service", "config.example.toml")).read())
+    installer = open(os.path.join(SYSTEMD, "install-release.sh")).read()
+    written = set(re.findall(r"Environment=EC2_SERVICE__INTAKE__([A-Z_]+)=", installer))
+    assert written == {"MODE", "QUEUE_URL", "VISIBILITY_TIMEOUT_SECS", "SOURCE_PREFIX", "SOURCE_SUFFIXES"}, written
+    assert {k.lower() for k in written} <= set(example["intake"]), f"[intake] has no {sorted({k.lower() for k in written} - set(example['intake']))}"
+    fleet_env = stack_env(**FLEET)
+    forwarder = resources["ForwarderFunction"]["Properties"]["Environment"]["Variables"]
+    assert fleet_env["SOURCE_SUFFIXES"] == forwarder["SOURCE_SUFFIXES"], (fleet_env["SOURCE_SUFFIXES"], forwarder["SOURCE_SUFFIXES"])
+    assert fleet_env["SOURCE_PREFIX"] == "stand-in-SourcePrefix"
+    queue = resources["JobQueue"]["Properties"]
+    assert int(fleet_env["VISIBILITY_TIMEOUT_SECS"]) == int(queue["VisibilityTimeout"])
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Fn::If": ["Fleet", example["retry"]["max_attempts"], 5]}, \
+        queue["RedrivePolicy"]["maxReceiveCount"]
+    # The prefix reaches bash (stack.env) and a unit file: the parameter admits only what the
+    # installer accepts.
+    pattern = template["Parameters"]["SourcePrefix"]["AllowedPattern"]
+    accepted = re.search(r'=~ \^\[([^]]+)\]\+\$ \]\]', installer).group(1)
+    for probe in ("uploads/", "a/b/", "photos(2)/", "my uploads/", "a%b/", "x'y/", 'q"/', "$HOME/", "a;b/", "ü/"):
+        if re.fullmatch(pattern, probe):
+            assert re.fullmatch(f"[{accepted}]+", probe), f"SourcePrefix admits {probe!r}, the installer refuses it"
+    assert re.fullmatch(pattern, "uploads/") and not re.fullmatch(pattern, "my uploads/")
 
 
 def readme_metrics():
