@@ -8,8 +8,9 @@
 # RELEASE_DIR holds ec2-service, config.toml, ec2-service.service (this script's siblings in
 # the release). The environment gives SIGNING_KEY_ID (from the stack's release parameter);
 # /etc/ec2-service/stack.env gives REGION, SOURCE_BUCKET, OUTPUT_BUCKET, TABLE,
-# SIGNING_SECRET_ARN, PUBLIC_BASE_URL. Idempotent: running it again reinstalls and restarts the daemon, which
-# drains first (systemctl restart waits for the old process to stop, then for READY=1).
+# SIGNING_SECRET_ARN, PUBLIC_BASE_URL, STACK_NAME. Idempotent: running it again reinstalls
+# and restarts the daemon, which drains first (systemctl restart waits for the old process
+# to stop, then for READY=1).
 #
 # EC2_SERVICE_INSTALL_ROOT installs under another root (tests only: commands such as
 # systemctl, useradd and aws are then whatever PATH provides).
@@ -27,7 +28,7 @@ die() { echo "install-release: $*" >&2; exit 1; }
 [ -n "${SIGNING_KEY_ID:-}" ] || die "SIGNING_KEY_ID is not set"
 # shellcheck source=/dev/null
 . "$etc/stack.env"
-for name in REGION SOURCE_BUCKET OUTPUT_BUCKET TABLE SIGNING_SECRET_ARN PUBLIC_BASE_URL; do
+for name in REGION SOURCE_BUCKET OUTPUT_BUCKET TABLE SIGNING_SECRET_ARN PUBLIC_BASE_URL STACK_NAME; do
     [ -n "${!name:-}" ] || die "$name is missing from $etc/stack.env"
 done
 for file in ec2-service config.toml ec2-service.service; do
@@ -69,6 +70,7 @@ sed -e "s|@REGION@|$REGION|g" \
     -e "s|@OUTPUT_BUCKET@|$OUTPUT_BUCKET|g" \
     -e "s|@TABLE@|$TABLE|g" \
     -e "s|@PUBLIC_BASE_URL@|$PUBLIC_BASE_URL|g" \
+    -e "s|@STACK_NAME@|$STACK_NAME|g" \
     "$release/config.toml" > "$etc/config.toml.new"
 left="$(grep -v '^[[:space:]]*#' "$etc/config.toml.new" | grep -o '@[A-Z_]*@' | head -n1 || true)"
 [ -z "$left" ] || die "config.toml still has a placeholder: $left"

@@ -336,7 +336,8 @@ def _():
     assert "signing" not in config, "signing keys in config.toml"
     settings = [line for line in open(os.path.join(ROOT, "systemd", "config.toml")) if not line.lstrip().startswith("#")]
     placeholders = set(re.findall(r"@([A-Z_]+)@", "".join(settings)))
-    assert placeholders == {"REGION", "SOURCE_BUCKET", "OUTPUT_BUCKET", "TABLE", "MEMORY_BUDGET_BYTES"}, placeholders
+    assert placeholders == {"REGION", "SOURCE_BUCKET", "OUTPUT_BUCKET", "TABLE", "PUBLIC_BASE_URL", "STACK_NAME",
+                            "MEMORY_BUDGET_BYTES"}, placeholders
     stack_env = re.search(r"cat > /etc/ec2-service/stack.env <<'EOF'\n(.*?)\nEOF\n", user_data(), re.S).group(1)
     keys = {line.split("=", 1)[0] for line in stack_env.splitlines()}
     assert placeholders - {"MEMORY_BUDGET_BYTES"} <= keys, f"stack.env lacks {placeholders - keys}"
