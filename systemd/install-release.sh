@@ -8,7 +8,7 @@
 # RELEASE_DIR holds ec2-service, config.toml, ec2-service.service, ec2-service-lifecycle.sh
 # and ec2-service-lifecycle.service (this script's siblings in the release). The environment
 # gives SIGNING_KEY_ID (from the stack's release parameter); /etc/ec2-service/stack.env gives
-# REGION, SOURCE_BUCKET, OUTPUT_BUCKET, TABLE, SIGNING_SECRET_ARN, PUBLIC_BASE_URL, and
+# REGION, SOURCE_BUCKET, OUTPUT_BUCKET, TABLE, SIGNING_SECRET_ARN, PUBLIC_BASE_URL, STACK_NAME and
 # INTAKE_MODE: "http" (or absent: one instance, fed by the forwarder) or "sqs" (fleet mode,
 # with QUEUE_URL, SOURCE_PREFIX, SOURCE_SUFFIXES, VISIBILITY_TIMEOUT_SECS, FLEET_GROUP and
 # LIFECYCLE_HOOK). In sqs mode it also writes the unit's drop-in with the daemon's [intake]
@@ -33,7 +33,7 @@ die() { echo "install-release: $*" >&2; exit 1; }
 [ -n "${SIGNING_KEY_ID:-}" ] || die "SIGNING_KEY_ID is not set"
 # shellcheck source=/dev/null
 . "$etc/stack.env"
-for name in REGION SOURCE_BUCKET OUTPUT_BUCKET TABLE SIGNING_SECRET_ARN PUBLIC_BASE_URL; do
+for name in REGION SOURCE_BUCKET OUTPUT_BUCKET TABLE SIGNING_SECRET_ARN PUBLIC_BASE_URL STACK_NAME; do
     [ -n "${!name:-}" ] || die "$name is missing from $etc/stack.env"
 done
 intake_mode="${INTAKE_MODE:-http}"
@@ -90,6 +90,7 @@ sed -e "s|@REGION@|$REGION|g" \
     -e "s|@OUTPUT_BUCKET@|$OUTPUT_BUCKET|g" \
     -e "s|@TABLE@|$TABLE|g" \
     -e "s|@PUBLIC_BASE_URL@|$PUBLIC_BASE_URL|g" \
+    -e "s|@STACK_NAME@|$STACK_NAME|g" \
     "$release/config.toml" > "$etc/config.toml.new"
 left="$(grep -v '^[[:space:]]*#' "$etc/config.toml.new" | grep -o '@[A-Z_]*@' | head -n1 || true)"
 [ -z "$left" ] || die "config.toml still has a placeholder: $left"

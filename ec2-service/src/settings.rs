@@ -34,6 +34,7 @@ pub struct Settings {
     pub signing: SigningSettings,
     pub retry: RetrySettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
     pub recipe: Recipe,
     pub limits: Limits,
     pub watermark: WatermarkSettings,
@@ -349,6 +350,78 @@ impl Default for LogSettings {
     }
 }
 
+/// The `[metrics]` section: the job metrics the daemon publishes to CloudWatch
+/// (`aws::cloudwatch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// CloudWatch namespace; empty means nothing is published.
+    pub namespace: String,
+    /// Value of the `Stack` dimension of every metric (the stack's name).
+    pub stack: String,
+    /// Seconds between two publishes (1-300), aligned on multiples of it since the epoch.
+    pub interval_secs: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            namespace: String::new(),
+            stack: String::new(),
+            interval_secs: 60,
+        }
+    }
+}
+
+impl MetricsSettings {
+    pub fn is_enabled(&self) -> bool {
+        !self.namespace.is_empty()
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+
+    /// CloudWatch's own rules for a namespace and a dimension value, checked before the
+    /// first publish rather than refused by every one.
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=300).contains(&self.interval_secs) {
+            return Err(format!(
+                "metrics.interval_secs: {} must be between 1 and 300 (the daemon-silent alarm waits 5 minutes)",
+                self.interval_secs
+            ));
+        }
+        if !self.is_enabled() {
+            return Ok(());
+        }
+        let namespace = &self.namespace;
+        let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+        if namespace.len() > 255 || namespace.trim().is_empty() || !namespace.chars().all(allowed) {
+            return Err(format!(
+                "metrics.namespace: {namespace:?} must be 1 to 255 of A-Z a-z 0-9 . - _ / # : and space"
+            ));
+        }
+        if namespace.starts_with("AWS/") {
+            return Err(format!(
+                "metrics.namespace: {namespace:?} must not start with AWS/ (reserved for AWS services)"
+            ));
+        }
+        let stack = &self.stack;
+        if stack.trim().is_empty() {
+            return Err(
+                "metrics.stack: must be set when metrics.namespace is (the Stack dimension the alarms read)"
+                    .to_owned(),
+            );
+        }
+        if stack.len() > 1024 || !stack.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
+            return Err(format!(
+                "metrics.stack: {stack:?} must be 1 to 1024 printable ASCII characters"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The `[watermark]` section. Set `text` or `image_path` (not both) to enable it; variants
 /// opt in with `watermark = true`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -577,6 +650,7 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| format!("log.level: {:?} is not a valid filter: {e}", self.log.level))?;
+        self.metrics.validate()?;
         self.signing.key_set()?;
         Ok(())
     }
@@ -896,6 +970,7 @@ mod example_file {
                 "@PUBLIC_BASE_URL@",
                 "https://d111111abcdef8.cloudfront.net/",
             ),
+            ("@STACK_NAME@", "pipeline-prod"),
         ];
         let mut filled = text.clone();
         for (placeholder, value) in values {
@@ -936,6 +1011,9 @@ mod example_file {
         expected.aws.output_bucket = values[3].1.to_owned();
         expected.aws.table = values[4].1.to_owned();
         expected.aws.public_base_url = Some(values[5].1.to_owned());
+        // A deployed box publishes its job metrics where the stack's alarms read them.
+        expected.metrics.namespace = "ImagePipeline".to_owned();
+        expected.metrics.stack = values[6].1.to_owned();
         expected.signing = loaded.signing.clone();
         assert_eq!(loaded, expected);
         assert_eq!(loaded.signing.key_set().unwrap().len(), 1);
@@ -1017,6 +1095,60 @@ mod service_sections {
             error(&[("EC2_SERVICE__RETRY__BASE_DELAY_MS", "999999999")])
                 .contains("retry.base_delay_ms")
         );
+        let metrics = Settings::load(
+            None,
+            false,
+            env(&[
+                ("EC2_SERVICE__METRICS__NAMESPACE", "ImagePipeline"),
+                ("EC2_SERVICE__METRICS__STACK", "pipeline-prod"),
+                ("EC2_SERVICE__METRICS__INTERVAL_SECS", "2"),
+            ]),
+        )
+        .unwrap()
+        .metrics;
+        assert!(metrics.is_enabled());
+        assert_eq!(metrics.stack, "pipeline-prod");
+        assert_eq!(metrics.interval(), Duration::from_secs(2));
+        assert!(!Settings::default().metrics.is_enabled(), "off by default");
+        for (pairs, key) in [
+            (
+                &[("EC2_SERVICE__METRICS__INTERVAL_SECS", "0")][..],
+                "metrics.interval_secs",
+            ),
+            (
+                &[("EC2_SERVICE__METRICS__INTERVAL_SECS", "301")][..],
+                "metrics.interval_secs",
+            ),
+            (
+                &[("EC2_SERVICE__METRICS__NAMESPACE", "ImagePipeline")][..],
+                "metrics.stack",
+            ),
+            (
+                &[
+                    ("EC2_SERVICE__METRICS__NAMESPACE", "AWS/EC2"),
+                    ("EC2_SERVICE__METRICS__STACK", "s"),
+                ][..],
+                "metrics.namespace",
+            ),
+            (
+                &[
+                    ("EC2_SERVICE__METRICS__NAMESPACE", "Image€Pipeline"),
+                    ("EC2_SERVICE__METRICS__STACK", "s"),
+                ][..],
+                "metrics.namespace",
+            ),
+            (
+                &[
+                    ("EC2_SERVICE__METRICS__NAMESPACE", "ImagePipeline"),
+                    ("EC2_SERVICE__METRICS__STACK", "   "),
+                ][..],
+                "metrics.stack",
+            ),
+        ] {
+            let e = error(pairs);
+            assert!(e.contains(key), "{pairs:?}: {e}");
+        }
+
         let bad_key = error(&[("EC2_SERVICE__SIGNING__KEYS", "k1:tooshort")]);
         assert!(
             bad_key.contains("signing.keys") && !bad_key.contains("tooshort"),

@@ -26,6 +26,7 @@ SOURCE_BUCKET=image-pipeline-qa-source-123456789012-eu-west-1
 OUTPUT_BUCKET=image-pipeline-qa-output-123456789012-eu-west-1
 TABLE=pipe-RecordTable-ABC
 PUBLIC_BASE_URL=https://d111111abcdef8.cloudfront.net/
+STACK_NAME=pipe-qa
 SIGNING_SECRET_ARN=arn:aws:secretsmanager:eu-west-1:123456789012:secret:image-pipeline-qa-signing-key-AbCdEf
 ARTIFACT_BUCKET=artifacts
 RELEASE_PARAMETER=/image-pipeline/qa/release
@@ -84,6 +85,7 @@ grep -q '^source_bucket = "image-pipeline-qa-source-123456789012-eu-west-1"$' "$
 grep -q '^table = "pipe-RecordTable-ABC"$' "$etc/config.toml" || fail "config table"
 grep -q '^region = "eu-west-1"$' "$etc/config.toml" || fail "config region"
 grep -q '^public_base_url = "https://d111111abcdef8.cloudfront.net/"$' "$etc/config.toml" || fail "config public_base_url"
+grep -q '^stack = "pipe-qa"$' "$etc/config.toml" || fail "config metrics stack"
 budget="$(sed -n 's/^memory_budget_bytes = \([0-9]*\)$/\1/p' "$etc/config.toml")"
 ram="$(awk '/^MemTotal:/ { printf "%.0f", $2 * 1024 }' /proc/meminfo)"
 if [ -z "$budget" ] || [ "$budget" -le $((ram / 2)) ] || [ "$budget" -ge $((ram * 2 / 3)) ]; then

@@ -749,6 +749,8 @@ def main():
         config = open(os.path.join(etc, "config.toml")).read()
         check(f'source_bucket = "{outputs["SourceBucketName"]}"' in config and f'table = "{outputs["TableName"]}"' in config,
               "config.toml does not name the stack's bucket and table")
+        check('namespace = "ImagePipeline"' in config and 'stack = "pipe-sqs"' in config,
+              "config.toml does not publish the metrics under the stack's name")
         check(open(os.path.join(fake, "usr", "local", "bin", "ec2-service")).read() == open(daemon).read(), "binary")
         print("  pipe-sqs: ec2-service-install from the UserData fetched, verified and installed the release")
 

@@ -436,7 +436,7 @@ def _():
     assert "signing" not in config, "signing keys in config.toml"
     settings = [line for line in open(os.path.join(ROOT, "systemd", "config.toml")) if not line.lstrip().startswith("#")]
     placeholders = set(re.findall(r"@([A-Z_]+)@", "".join(settings)))
-    assert placeholders == {"REGION", "SOURCE_BUCKET", "OUTPUT_BUCKET", "TABLE", "PUBLIC_BASE_URL",
+    assert placeholders == {"REGION", "SOURCE_BUCKET", "OUTPUT_BUCKET", "TABLE", "PUBLIC_BASE_URL", "STACK_NAME",
                             "MEMORY_BUDGET_BYTES"}, placeholders
     keys = set(stack_env())
     assert placeholders - {"MEMORY_BUDGET_BYTES"} <= keys, f"stack.env lacks {placeholders - keys}"

@@ -1,5 +1,5 @@
-//! The AWS edge: [`s3`] (sources and variants) and [`records`] (DynamoDB), over one
-//! SDK set-up shared by both:
+//! The AWS edge: [`s3`] (sources and variants), [`records`] (DynamoDB) and
+//! [`cloudwatch`] (the daemon's job metrics), over one SDK set-up shared by all:
 //! one `SdkConfig` (rustls with ring, timeouts, the SDK's own retries, an optional local
 //! endpoint) and the mapping of any SDK error to what the daemon does about it.
 //!
@@ -16,6 +16,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::settings::AwsSettings;
 
+pub mod cloudwatch;
 pub mod records;
 pub mod s3;
 
@@ -67,6 +68,11 @@ pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client 
 /// The SQS client of fleet mode (`[intake] mode = "sqs"`) and of a fleet's reconcile.
 pub fn sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(sdk)
+}
+
+/// The CloudWatch client of the metrics publisher (`[metrics]`).
+pub fn cloudwatch_client(sdk: &aws_config::SdkConfig) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(sdk)
 }
 
 /// What a failed AWS call means for the job.

@@ -24,6 +24,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::AdminState;
 use crate::admin::reconcile::FleetQueue;
+use crate::aws::cloudwatch::Publisher;
 use crate::aws::records::Records;
 use crate::aws::s3::S3;
 use crate::error_chain::error_chain;
@@ -342,6 +343,17 @@ async fn run(
         version = env!("CARGO_PKG_VERSION"),
         "ready"
     );
+    // The job metrics to CloudWatch ([metrics] namespace set), until the daemon has drained.
+    let publisher = settings.metrics.is_enabled().then(|| {
+        Publisher::new(
+            crate::aws::cloudwatch_client(&sdk),
+            &settings.metrics,
+            queue.clone(),
+            ctx.metrics.clone(),
+            settings.scratch.dir.clone(),
+        )
+        .spawn()
+    });
     notifier.ready(&summary);
     if let Some(every) = notifier.watchdog_interval() {
         let parts = supervise::Parts {
@@ -421,6 +433,9 @@ async fn run(
                 "messages of unfinished jobs handed back to the queue"
             );
         }
+    }
+    if let Some(publisher) = publisher {
+        publisher.finish().await;
     }
     stop_public.await;
     servers.admin.stop(false).await;

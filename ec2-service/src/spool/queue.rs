@@ -10,15 +10,16 @@
 //!
 //! Indexed so that a dispatch costs O(log n) whatever the queue holds: per source, the due
 //! jobs in acceptance order; across sources, the first due job of every source that is not
-//! busy; the jobs waiting for a retry time by that time; a count of unfinished jobs per
-//! source (for reconcile).
+//! busy; the jobs waiting for a retry time by that time; every waiting job (due or
+//! delayed) in acceptance order, for the age of the oldest one (the metrics); a count of
+//! unfinished jobs per source (for reconcile).
 //!
 //! No I/O besides the file calls made while admitting.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -132,6 +133,8 @@ struct State {
     heads: BTreeSet<(u64, Source)>,
     /// Jobs waiting for their retry time.
     delayed: BTreeSet<(Instant, u64, String)>,
+    /// Every job waiting to start (due or delayed), in acceptance order.
+    waiting: BTreeSet<(u64, String)>,
     in_flight: usize,
     parked: usize,
     accepting: bool,
@@ -178,6 +181,7 @@ impl State {
             .entry(source.clone())
             .or_default()
             .insert((seq, id.to_owned()));
+        self.waiting.insert((seq, id.to_owned()));
         self.set_head(&source, old);
     }
 
@@ -196,6 +200,7 @@ impl State {
         match delayed {
             Some(at) => {
                 self.slots.get_mut(&id).expect("just inserted").state = SlotState::Delayed(at);
+                self.waiting.insert((seq, id.clone()));
                 self.delayed.insert((at, seq, id));
             }
             None => self.make_due(&id),
@@ -237,6 +242,7 @@ impl State {
         if set.is_empty() {
             self.due.remove(&source);
         }
+        self.waiting.remove(&(seq, id.clone()));
         self.busy.insert(source);
         self.in_flight += 1;
         let slot = self.slots.get_mut(&id).expect("a due job is held");
@@ -262,9 +268,11 @@ impl State {
                     }
                 }
                 self.set_head(&source, old);
+                self.waiting.remove(&(slot.job.seq, id.to_owned()));
             }
             SlotState::Delayed(at) => {
                 self.delayed.remove(&(at, slot.job.seq, id.to_owned()));
+                self.waiting.remove(&(slot.job.seq, id.to_owned()));
             }
             SlotState::InFlight => {}
             SlotState::Parked => self.parked -= 1,
@@ -545,6 +553,17 @@ impl Queue {
         }
     }
 
+    /// How long the oldest job waiting to start (due, or waiting for its retry time) has
+    /// been held, from its acceptance (its `seq`, microseconds since the epoch) to `now`;
+    /// `None` when no job waits. In flight and parked jobs do not count. O(log n).
+    pub fn oldest_waiting(&self, now: SystemTime) -> Option<Duration> {
+        let seq = self.lock().waiting.first()?.0;
+        let now_micros = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        Some(Duration::from_micros(now_micros.saturating_sub(seq)))
+    }
+
     /// Every unfinished job, oldest first (for the operator: a scan is fine here).
     pub fn pending(&self) -> Vec<Pending> {
         let state = self.lock();
@@ -727,6 +746,99 @@ mod tests {
         assert!(queue.next().await.is_none());
         assert_eq!(queue.recent()[0].id, a1.id);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// The oldest waiting job by a scan of every slot: what the index must agree with.
+    fn oldest_by_scan(queue: &Queue) -> Option<u64> {
+        queue
+            .lock()
+            .slots
+            .values()
+            .filter(|slot| matches!(slot.state, SlotState::Due | SlotState::Delayed(_)))
+            .map(|slot| slot.job.seq)
+            .min()
+    }
+
+    fn oldest_by_index(queue: &Queue) -> Option<u64> {
+        queue.lock().waiting.first().map(|(seq, _)| *seq)
+    }
+
+    #[tokio::test]
+    async fn the_oldest_waiting_job_is_tracked_through_every_move() {
+        // Two jobs of one source (the second waits behind the first in flight), others
+        // started, retried, parked, unparked, forgotten and finished: after each move the
+        // index names the job a scan would find.
+        let (a1, a2, b, c) = (
+            job("a", "01"),
+            job("a", "02"),
+            job("b", "01"),
+            job("c", "01"),
+        );
+        let queue = Queue::new(10, Vec::new());
+        assert_eq!(queue.oldest_waiting(SystemTime::now()), None);
+        queue
+            .admit_volatile(vec![a1.clone(), a2.clone(), b.clone(), c.clone()])
+            .unwrap();
+        let check = |what: &str| {
+            assert_eq!(oldest_by_index(&queue), oldest_by_scan(&queue), "{what}");
+        };
+        check("admitted");
+        assert_eq!(oldest_by_index(&queue), Some(a1.seq));
+
+        let first = queue.next().await.unwrap();
+        assert_eq!(first.id, a1.id);
+        check("a1 in flight: a2 still waits behind it");
+        assert_eq!(oldest_by_index(&queue), Some(a2.seq));
+        let second = queue.next().await.unwrap();
+        assert_eq!(second.id, b.id);
+        check("b in flight");
+
+        queue.retry_later(second.clone(), Duration::from_secs(3600));
+        check("b waiting for its retry time counts as waiting");
+        assert_eq!(oldest_by_index(&queue), Some(a2.seq));
+        queue.finish(finished(&first));
+        check("a1 finished");
+        let third = queue.next().await.unwrap();
+        assert_eq!(third.id, a2.id);
+        check("a2 in flight");
+        assert_eq!(
+            oldest_by_index(&queue),
+            Some(b.seq),
+            "b, delayed, is older than c"
+        );
+        queue.park(third.clone());
+        check("a2 parked does not count");
+        assert_eq!(queue.unpark_all(), 1);
+        check("a2 unparked waits again");
+        assert_eq!(oldest_by_index(&queue), Some(a2.seq));
+        let again = queue.next().await.unwrap();
+        assert_eq!(again.id, a2.id);
+        queue.forget(&again);
+        check("a2 forgotten");
+        let last = queue.next().await.unwrap();
+        assert_eq!(last.id, c.id);
+        check("c in flight: only b, delayed, waits");
+        assert_eq!(oldest_by_index(&queue), Some(b.seq));
+        queue.finish(finished(&last));
+        for job in queue.not_started() {
+            queue.forget(&job);
+        }
+        check("everything gone");
+        assert_eq!(queue.oldest_waiting(SystemTime::now()), None);
+
+        // The age is counted from the acceptance (seq: microseconds since the epoch).
+        let d = job("d", "01");
+        queue.admit_volatile(vec![d.clone()]).unwrap();
+        let accepted = UNIX_EPOCH + Duration::from_micros(d.seq);
+        assert_eq!(
+            queue.oldest_waiting(accepted + Duration::from_secs(90)),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            queue.oldest_waiting(accepted - Duration::from_secs(1)),
+            Some(Duration::ZERO),
+            "a clock set back gives 0, not a huge age"
+        );
     }
 
     #[tokio::test]
