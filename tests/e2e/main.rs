@@ -11,9 +11,11 @@
 //!   configuration errors.
 //! - `edges`: the upload API behind the local gateway's JWT check (the demo's issuer),
 //!   refusals, a caller's own records, CORS, and a browser-style upload through the pipeline.
+//! - `cloudwatch`: the job metrics the daemon publishes, read back from moto's CloudWatch.
 //! - `upload_policy`: the presigned POST against s3s-fs, an S3 that enforces its policy.
 
 mod accept;
+mod cloudwatch;
 mod edges;
 mod fleet;
 mod operator;

@@ -316,7 +316,8 @@ impl Publisher {
         }
         self.collect();
         if self.batch.has_news() {
-            let (_, mut never) = watch::channel(false);
+            // The sender is kept: a receiver whose sender is gone ends its wait_for at once.
+            let (_sender, mut never) = watch::channel(false);
             self.publish(SystemTime::now(), None, LAST_CALL_TIMEOUT, &mut never)
                 .await;
         }
