@@ -36,7 +36,7 @@ impl Watch {
         fx: &Fixture,
         metric: &str,
         outcome: Option<&str>,
-        statistic: Statistic,
+        statistic: &Statistic,
     ) -> Option<f64> {
         let mut dimensions = vec![dim("Stack", &self.stack)];
         if let Some(outcome) = outcome {
@@ -79,7 +79,7 @@ impl Watch {
     fn wait_finished(&self, fx: &Fixture, outcome: &str, expected: f64) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let sum = self.stat(fx, "JobsFinished", Some(outcome), Statistic::Sum);
+            let sum = self.stat(fx, "JobsFinished", Some(outcome), &Statistic::Sum);
             if sum == Some(expected) {
                 return;
             }
@@ -161,40 +161,40 @@ fn job_metrics_reach_cloudwatch_by_outcome_with_the_queue_and_the_disk() {
     watch.wait_finished(&fx, "done", 2.0);
     watch.wait_finished(&fx, "failed", 1.0);
     assert_eq!(
-        watch.stat(&fx, "JobsFinished", Some("deleted"), Statistic::Sum),
+        watch.stat(&fx, "JobsFinished", Some("deleted"), &Statistic::Sum),
         Some(0.0),
         "an outcome with no job is published as 0"
     );
     // Every source downloaded, as a distribution whose sum is within 2% of the bytes.
     let bytes = (one.len() + two.len() + broken.len()) as f64;
     let sum = watch
-        .stat(&fx, "SourceBytes", None, Statistic::Sum)
+        .stat(&fx, "SourceBytes", None, &Statistic::Sum)
         .expect("SourceBytes published");
     assert!(
         (sum - bytes).abs() <= bytes * 0.02,
         "SourceBytes {sum}, sent {bytes}"
     );
     assert_eq!(
-        watch.stat(&fx, "SourceBytes", None, Statistic::SampleCount),
+        watch.stat(&fx, "SourceBytes", None, &Statistic::SampleCount),
         Some(3.0)
     );
     let renders = watch
-        .stat(&fx, "RenderSeconds", None, Statistic::SampleCount)
+        .stat(&fx, "RenderSeconds", None, &Statistic::SampleCount)
         .expect("RenderSeconds published");
     assert!(renders >= 2.0, "{renders} render times");
     // The gauges, sampled at each interval: nothing is left waiting now, the disk has room.
     let deadline = Instant::now() + WAIT;
-    while watch.stat(&fx, "QueueDepth", None, Statistic::Minimum) != Some(0.0) {
+    while watch.stat(&fx, "QueueDepth", None, &Statistic::Minimum) != Some(0.0) {
         assert!(Instant::now() < deadline, "QueueDepth never 0");
         std::thread::sleep(Duration::from_millis(250));
     }
     let free = watch
-        .stat(&fx, "ScratchFreeBytes", None, Statistic::Minimum)
+        .stat(&fx, "ScratchFreeBytes", None, &Statistic::Minimum)
         .expect("ScratchFreeBytes published");
     assert!(free > 1e6, "ScratchFreeBytes {free}");
     assert!(
         watch
-            .stat(&fx, "OldestWaitingSeconds", None, Statistic::Minimum)
+            .stat(&fx, "OldestWaitingSeconds", None, &Statistic::Minimum)
             .is_some_and(|s| (0.0..WAIT.as_secs_f64()).contains(&s))
     );
     assert_eq!(
@@ -230,7 +230,7 @@ fn what_finished_since_the_last_publish_is_sent_when_the_daemon_stops() {
     daemon.submit(&[fx.put_job("cw/last.jpg", None, None)]);
     fx.wait_status("cw/last.jpg", "DONE", WAIT);
     assert_eq!(
-        watch.stat(&fx, "JobsFinished", Some("done"), Statistic::Sum),
+        watch.stat(&fx, "JobsFinished", Some("done"), &Statistic::Sum),
         None,
         "published before its interval"
     );
@@ -265,7 +265,7 @@ fn an_unreachable_cloudwatch_costs_no_job_and_its_counts_go_with_a_later_publish
     // A few more publishes: still two.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        watch.stat(&fx, "JobsFinished", Some("done"), Statistic::Sum),
+        watch.stat(&fx, "JobsFinished", Some("done"), &Statistic::Sum),
         Some(2.0)
     );
 }

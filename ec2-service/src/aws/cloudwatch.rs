@@ -492,7 +492,8 @@ mod tests {
         );
 
         let finished = named(&datums, JOBS_FINISHED);
-        let by_outcome: Vec<(Vec<(&str, &str)>, Option<f64>)> =
+        type Dimensions<'a> = Vec<(&'a str, &'a str)>;
+        let by_outcome: Vec<(Dimensions, Option<f64>)> =
             finished.iter().map(|d| (dims(d), d.value())).collect();
         assert_eq!(
             by_outcome,
