@@ -687,7 +687,7 @@ def _():
 def readme_metrics():
     """The metric names, their dimensions and the namespace, from the README's table."""
     section = open(os.path.join(ROOT, "README.md")).read().split("### Metrics", 1)[1].split("\n### ", 1)[0]
-    namespace = re.search(r"namespace `([A-Za-z]+)`", section).group(1)
+    namespace = re.search(r"namespace\s+`([A-Za-z]+)`", section).group(1)
     rows = re.findall(r"^\| `([A-Za-z]+)` \| ([^|]+) \|", section, re.M)
     return namespace, {name: set(re.findall(r"`([A-Za-z]+)`", dims)) for name, dims in rows}
 
@@ -698,6 +698,11 @@ def _():
     assert namespace == METRICS_NAMESPACE, namespace
     assert set(metrics) == {"JobsFinished", "RenderSeconds", "QueueDepth", "OldestWaitingSeconds",
                             "SourceBytes", "ScratchFreeBytes"}, sorted(metrics)
+    # The names and dimensions the daemon publishes (ec2-service/src/aws/cloudwatch.rs).
+    published = set(re.findall(r'^pub const [A-Z_]+: &str = "([A-Za-z]+)";',
+                               open(os.path.join(ROOT, "ec2-service", "src", "aws", "cloudwatch.rs")).read(), re.M))
+    dimensions = set().union(*metrics.values())
+    assert set(metrics) | dimensions == published, f"README {sorted(set(metrics) | dimensions)}, daemon {sorted(published)}"
     used = []
     for name, alarm in of_type("AWS::CloudWatch::Alarm").items():
         props = alarm["Properties"]
