@@ -269,8 +269,11 @@ def _():
     check(record["Status"]["S"] == "DONE", f"record {record['Status']}")
     names = sorted(v["M"]["Name"]["S"] for v in record["Variants"]["L"])
     check(names == ["large", "medium", "thumb"], f"variants {names}")
-    _, listing = ssh(". /etc/ec2-service/stack.env && aws s3 ls s3://$OUTPUT_BUCKET/variants/uploads/photo.jpg/")
-    check(listing.count(".jpg") == 3, f"variants in the output bucket:\n{listing}")
+    # variants/<source key>/<render id>/<variant>.<ext>: one render's set, the record's keys.
+    _, listing = ssh(". /etc/ec2-service/stack.env && aws s3 ls --recursive s3://$OUTPUT_BUCKET/variants/uploads/photo.jpg/")
+    listed = sorted(line.split()[-1] for line in listing.splitlines() if line.strip())
+    keys = sorted(v["M"]["Key"]["S"] for v in record["Variants"]["L"])
+    check(listed == keys and len(keys) == 3, f"variants in the output bucket:\n{listing}\nrecord: {keys}")
 
 
 @step("journalctl -u ec2-service -f: one line per job with key, outcome and timings")
@@ -280,7 +283,7 @@ def _():
     check(len(lines) == 1, f"{len(lines)} lines for one job: {lines}")
     fields = lines[0]
     check(fields.get("status") == "DONE", f"outcome {fields.get('status')}")
-    for name in ("download_ms", "decode_ms", "render_ms", "upload_ms", "record_ms", "total_ms"):
+    for name in ("download_ms", "wait_ms", "render_ms", "upload_ms", "record_ms", "total_ms"):
         check(str(fields.get(name, "")).isdigit(), f"no {name} in {fields}")
     print(f"      journalctl -f: {next(l for l in follower.lines if 'uploads/photo.jpg' in l)}")
 

@@ -78,70 +78,20 @@ import zipfile
 
 import boto3
 
+import moto_stack
 from moto_stack import complete_user_data, lifecycle_hooks
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 REGION = "eu-west-1"
 ARTIFACT_BUCKET = "pipeline-artifacts-test"
-DOMAIN_STANDIN = "d111111abcdef8.cloudfront.net"
-API_STANDIN = f"https://standin-api.execute-api.{REGION}.amazonaws.com"
-# The resource types moto's CloudFormation does not model (checked below against moto itself).
-UNMODELLED = ("AWS::CloudFront::", "AWS::Cognito::", "AWS::ApiGatewayV2::")
+DOMAIN_STANDIN = moto_stack.DOMAIN_STANDIN
+API_STANDIN = moto_stack.api_standin(REGION)
 
 
 def moto_template(path):
-    """The stack's template with every Ref and GetAtt of an unmodelled resource replaced by
-    a stand-in, as JSON (which CloudFormation takes as well as YAML)."""
-    import json
-    from cfnlint.decode import decode
-    from moto.cloudformation.parsing import resource_class_from_type
-
-    template, errors = decode(os.path.join(ROOT, "cloudformation", "template.yaml"))
-    check(not errors, f"template: {errors}")
-    unmodelled = {name for name, r in template["Resources"].items() if r["Type"].startswith(UNMODELLED)}
-    for name in unmodelled:
-        check(resource_class_from_type(template["Resources"][name]["Type"]) is None,
-              f"moto now models {template['Resources'][name]['Type']}: deploy it for real")
-
-    def standin(name, attribute=None):
-        if attribute == "DomainName":
-            return DOMAIN_STANDIN
-        if attribute == "ApiEndpoint":
-            return API_STANDIN
-        return f"standin-{name}" + (f"-{attribute}" if attribute else "")
-
-    def walk(node):
-        if isinstance(node, dict):
-            if set(node) == {"Ref"} and node["Ref"] in unmodelled:
-                return standin(node["Ref"])
-            if set(node) == {"Fn::GetAtt"}:
-                name, attribute = node["Fn::GetAtt"] if isinstance(node["Fn::GetAtt"], list) else node["Fn::GetAtt"].split(".", 1)
-                if name in unmodelled:
-                    return standin(name, attribute)
-            if set(node) == {"Fn::Sub"}:
-                sub = node["Fn::Sub"]
-                text, variables = (sub, None) if isinstance(sub, str) else (sub[0], sub[1])
-                def replace(match):
-                    name, _, attribute = match.group(1).partition(".")
-                    return standin(name, attribute or None) if name in unmodelled else match.group(0)
-                text = re.sub(r"\$\{([A-Za-z0-9.]+)\}", replace, text)
-                return {"Fn::Sub": text if variables is None else [text, walk(variables)]}
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    # Compact JSON without the checkov skips' prose. Over CloudFormation's 51,200 bytes for a
-    # template body, scripts/deploy sends it through the artifact bucket (a TemplateURL,
-    # which tests/infra/moto_server.py reads from moto's own S3), as it does for AWS.
-    for resource in template["Resources"].values():
-        resource.get("Metadata", {}).pop("checkov", None)
-        if resource.get("Metadata") == {}:
-            del resource["Metadata"]
-    with open(path, "w") as f:
-        json.dump(walk(template), f, separators=(",", ":"))
-    return path, sorted(unmodelled)
+    """The stack's template as moto can deploy it (tests/infra/moto_stack.py)."""
+    return moto_stack.moto_template(path, REGION)
 
 
 def check(condition, message):

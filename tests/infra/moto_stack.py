@@ -10,6 +10,8 @@ group's LifecycleHookSpecificationList (its API has PutLifecycleHook).
                                                   #   configuration JSON, on stdout
     moto_stack.py complete-user-data FILE ARN     # the secret's ARN in the UserData moto
                                                   #   rendered; fails on any other ${...}
+    moto_stack.py template FILE REGION            # the template as moto can deploy it (JSON):
+                                                  #   stand-ins for what it does not model
 """
 
 import json
@@ -20,6 +22,68 @@ import sys
 from cfnlint.decode import decode
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), "..", "..", "cloudformation", "template.yaml")
+
+
+# moto models none of these resource types: their Ref and GetAtt get stand-ins.
+UNMODELLED = ("AWS::CloudFront::", "AWS::Cognito::", "AWS::ApiGatewayV2::")
+DOMAIN_STANDIN = "d111111abcdef8.cloudfront.net"
+
+
+def api_standin(region):
+    return f"https://standin-api.execute-api.{region}.amazonaws.com"
+
+
+def moto_template(path, region):
+    """The stack's template with every Ref and GetAtt of an unmodelled resource replaced by
+    a stand-in, as JSON (which CloudFormation takes as well as YAML)."""
+    from moto.cloudformation.parsing import resource_class_from_type
+
+    template, errors = decode(TEMPLATE)
+    if errors:
+        raise SystemExit(f"cannot decode {TEMPLATE}: {errors}")
+    unmodelled = {name for name, r in template["Resources"].items() if r["Type"].startswith(UNMODELLED)}
+    for name in unmodelled:
+        if resource_class_from_type(template["Resources"][name]["Type"]) is not None:
+            raise SystemExit(f"moto now models {template['Resources'][name]['Type']}: deploy it for real")
+
+    def standin(name, attribute=None):
+        if attribute == "DomainName":
+            return DOMAIN_STANDIN
+        if attribute == "ApiEndpoint":
+            return api_standin(region)
+        return f"standin-{name}" + (f"-{attribute}" if attribute else "")
+
+    def walk(node):
+        if isinstance(node, dict):
+            if set(node) == {"Ref"} and node["Ref"] in unmodelled:
+                return standin(node["Ref"])
+            if set(node) == {"Fn::GetAtt"}:
+                name, attribute = node["Fn::GetAtt"] if isinstance(node["Fn::GetAtt"], list) else node["Fn::GetAtt"].split(".", 1)
+                if name in unmodelled:
+                    return standin(name, attribute)
+            if set(node) == {"Fn::Sub"}:
+                sub = node["Fn::Sub"]
+                text, variables = (sub, None) if isinstance(sub, str) else (sub[0], sub[1])
+                def replace(match):
+                    name, _, attribute = match.group(1).partition(".")
+                    return standin(name, attribute or None) if name in unmodelled else match.group(0)
+                text = re.sub(r"\$\{([A-Za-z0-9.]+)\}", replace, text)
+                return {"Fn::Sub": text if variables is None else [text, walk(variables)]}
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    # Compact JSON without the checkov skips' prose. Over CloudFormation's 51,200 bytes for a
+    # template body, scripts/deploy sends it through the artifact bucket (a TemplateURL,
+    # which tests/infra/moto_server.py reads from moto's own S3), as it does for AWS.
+    for resource in template["Resources"].values():
+        resource.get("Metadata", {}).pop("checkov", None)
+        if resource.get("Metadata") == {}:
+            del resource["Metadata"]
+    with open(path, "w") as f:
+        json.dump(walk(template), f, separators=(",", ":"))
+    return path, sorted(unmodelled)
 
 
 def notification(queue_arn, source_prefix="uploads/"):
@@ -73,6 +137,8 @@ def main():
             text = complete_user_data(f.read(), sys.argv[3])
         with open(sys.argv[2], "w") as f:
             f.write(text)
+    elif len(sys.argv) == 4 and sys.argv[1] == "template":
+        moto_template(sys.argv[2], sys.argv[3])
     else:
         raise SystemExit(__doc__)
 
