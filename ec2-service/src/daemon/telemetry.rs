@@ -33,7 +33,7 @@ pub fn init(settings: &LogSettings) -> Option<LogHandle> {
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
             .with_target(false)
-            // journald stamps every line; a terminal gets the time.
+            // Every text line carries its UTC time (journald adds its own stamp besides).
             .with_timer(WallClock)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
