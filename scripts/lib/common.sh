@@ -26,7 +26,7 @@ ensure_commands() {
 
 # Build tools the workspace needs: libjpeg-turbo 3 is built from source (cmake, nasm).
 ensure_build_tools() {
-    ensure_commands cmake:cmake nasm:nasm cc:gcc prlimit:util-linux python3:python3
+    ensure_commands cmake:cmake nasm:nasm meson:meson ninja:ninja-build cc:gcc prlimit:util-linux python3:python3
     command -v cargo >/dev/null 2>&1 || {
         echo "cargo is not installed: install Rust from https://rustup.rs first" >&2
         exit 1
@@ -95,6 +95,23 @@ ensure_s3s() {
         rm -rf "$root/.cache/s3s-fs-build-$profile"
     fi
     export S3S_FS="$dir/bin/s3s-fs"
+}
+
+# ensure_dynalite: the DynamoDB of scripts/bench-e2e: dynalite (the DynamoDB API in Node.js,
+# in memory), pinned, installed once from npm into .cache/dynalite-VERSION/; exports
+# DYNALITE, its cli.js. On a 2-core box the emulators' CPU is taken from the daemon being
+# measured: moto costs about 11 ms of CPU per conditional UpdateItem here, dynalite about 2.
+# The tests keep moto (pinned, and what the standards name).
+DYNALITE_VERSION="4.0.0"
+ensure_dynalite() {
+    ensure_commands node:nodejs npm:npm
+    local dir="$root/.cache/dynalite-$DYNALITE_VERSION"
+    if [ ! -f "$dir/node_modules/dynalite/cli.js" ]; then
+        say "installing dynalite $DYNALITE_VERSION into $dir"
+        mkdir -p "$dir"
+        (cd "$dir" && npm install --silent --no-audit --no-fund "dynalite@$DYNALITE_VERSION" >/dev/null)
+    fi
+    export DYNALITE="$dir/node_modules/dynalite/cli.js"
 }
 
 # ensure_browser_tools: Debian's Chromium (headless) and Playwright's Python package (pinned)

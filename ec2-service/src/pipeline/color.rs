@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use moxcms::{
-    ColorProfile, DataColorSpace, Layout as CmsLayout, ProfileText, RenderingIntent,
-    TransformOptions,
+    CicpColorPrimaries, CicpProfile, ColorProfile, DataColorSpace, Layout as CmsLayout,
+    MatrixCoefficients, ProfileText, RenderingIntent, TransferCharacteristics, TransformOptions,
 };
 use rayon::prelude::*;
 
@@ -102,6 +102,63 @@ pub fn to_srgb(raster: &mut Raster, icc: Option<&[u8]>) -> ColorReport {
     let row_bytes = raster.row_bytes();
     report.converted = apply_in_place(&mut raster.data, row_bytes, &transform);
     report
+}
+
+/// Converts an RGB or RGBA raster described by H.273 code points (an AVIF's `nclx`
+/// color property) to sRGB in place. BT.709 primaries (sRGB's) or unspecified ones are
+/// left as they are (`Ok(false)`); others (Display P3, BT.2020, ...) go through a
+/// profile made from the code points, an unspecified transfer taken as sRGB's. Code
+/// points without a chromaticity or a transfer curve are an error, never a guess.
+pub fn cicp_to_srgb(raster: &mut Raster, primaries: u16, transfer: u16) -> Result<bool, String> {
+    if matches!(primaries, 1 | 2) {
+        return Ok(false);
+    }
+    let unknown = || format!("colour primaries {primaries} with transfer {transfer} (H.273)");
+    let color_primaries = u8::try_from(primaries)
+        .ok()
+        .and_then(|v| CicpColorPrimaries::try_from(v).ok())
+        .filter(|p| {
+            !matches!(
+                p,
+                CicpColorPrimaries::Reserved | CicpColorPrimaries::Unspecified
+            )
+        })
+        .ok_or_else(unknown)?;
+    let transfer_characteristics = match transfer {
+        2 => TransferCharacteristics::Srgb,
+        v => u8::try_from(v)
+            .ok()
+            .and_then(|v| TransferCharacteristics::try_from(v).ok())
+            .filter(|t| {
+                !matches!(
+                    t,
+                    TransferCharacteristics::Reserved | TransferCharacteristics::Unspecified
+                )
+            })
+            .ok_or_else(unknown)?,
+    };
+    let profile = ColorProfile::new_from_cicp(CicpProfile {
+        color_primaries,
+        transfer_characteristics,
+        matrix_coefficients: MatrixCoefficients::Bt709,
+        full_range: true,
+    });
+    if profile.red_trc.is_none() {
+        return Err(unknown());
+    }
+    let layout = match raster.layout {
+        Layout::Rgb => CmsLayout::Rgb,
+        Layout::Rgba => CmsLayout::Rgba,
+    };
+    let transform = profile
+        .create_transform_8bit(layout, &ColorProfile::new_srgb(), layout, options())
+        .map_err(|e| format!("{}: {e:?}", unknown()))?;
+    let row_bytes = raster.row_bytes();
+    if apply_in_place(&mut raster.data, row_bytes, &transform) {
+        Ok(true)
+    } else {
+        Err(format!("{}: the conversion failed", unknown()))
+    }
 }
 
 fn options() -> TransformOptions {
@@ -207,6 +264,28 @@ mod tests {
         // green/blue down (more saturated numbers), never left unchanged.
         assert_ne!(r.data, vec![200, 40, 40]);
         assert!(r.data[0] > 200, "{:?}", r.data);
+
+        // The same red described by code points (Display P3 primaries, sRGB transfer).
+        let mut coded = Raster::new(1, 1, Layout::Rgb, vec![200, 40, 40]);
+        assert_eq!(cicp_to_srgb(&mut coded, 12, 13), Ok(true));
+        let d: Vec<i32> = coded
+            .data
+            .iter()
+            .zip(&r.data)
+            .map(|(a, b)| i32::from(*a) - i32::from(*b))
+            .collect();
+        assert!(
+            d.iter().all(|v| v.abs() <= 2),
+            "{:?} vs {:?}",
+            coded.data,
+            r.data
+        );
+        let mut srgb = Raster::new(1, 1, Layout::Rgb, vec![200, 40, 40]);
+        assert_eq!(cicp_to_srgb(&mut srgb, 1, 13), Ok(false));
+        assert_eq!(cicp_to_srgb(&mut srgb, 2, 2), Ok(false));
+        assert_eq!(srgb.data, vec![200, 40, 40]);
+        assert!(cicp_to_srgb(&mut srgb, 42, 13).is_err());
+        assert!(cicp_to_srgb(&mut srgb, 12, 99).is_err());
 
         let mut untouched = Raster::new(1, 1, Layout::Rgb, vec![200, 40, 40]);
         assert_eq!(to_srgb(&mut untouched, None), ColorReport::default());

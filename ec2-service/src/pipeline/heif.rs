@@ -6,7 +6,8 @@
 //! transforms are the orientation of a HEIF file: the EXIF orientation tag inside it is
 //! informative only and never applied on top. AV1 pixels are decoded in [`super::av1`].
 
-use heifer::heifer_isobmff::boxes::{Grid, Property};
+use heifer::heifer_isobmff;
+use heifer::heifer_isobmff::boxes::{ColorInfo, Grid, Property};
 use heifer::heifer_isobmff::{HeifFile, ItemId};
 
 use super::error::PipelineError;
@@ -26,6 +27,34 @@ pub struct HeifHeader {
     pub orientation: u16,
     /// Coded tiles of the primary image (1 unless it is a grid).
     pub tiles: u64,
+    /// The `clap` crop, in coded pixels, when it removes anything.
+    pub crop: Option<Crop>,
+    /// The colors the primary image (or, failing that, its first tile) declares.
+    pub color: HeifColor,
+}
+
+/// A rectangle of the coded picture, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// `colr` properties: an ICC profile, H.273 code points, either or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeifColor {
+    pub icc: Option<Vec<u8>>,
+    pub nclx: Option<Nclx>,
+}
+
+/// H.273 code points of an `nclx` `colr` property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nclx {
+    pub primaries: u16,
+    pub transfer: u16,
+    pub matrix: u16,
 }
 
 /// The brands of the `ftyp` box: HEIC, AVIF, or neither.
@@ -111,6 +140,7 @@ pub fn probe(bytes: &[u8], sniffed: SourceFormat) -> Result<HeifHeader, Pipeline
     };
     let (mut width, mut height) = size;
     let mut ops = Vec::new();
+    let mut crop = None;
     for property in file
         .item_properties(id)
         .map_err(|e| container_error(format, e))?
@@ -119,11 +149,13 @@ pub fn probe(bytes: &[u8], sniffed: SourceFormat) -> Result<HeifHeader, Pipeline
             Property::CleanAperture {
                 width: (wn, wd),
                 height: (hn, hd),
-                ..
+                horiz_offset,
+                vert_offset,
             } if wd != 0 && hd != 0 => {
                 // The crop never grows the image.
                 width = width.min((f64::from(wn) / f64::from(wd)).round() as u64);
                 height = height.min((f64::from(hn) / f64::from(hd)).round() as u64);
+                crop = clean_aperture(size, (width, height), horiz_offset, vert_offset);
             }
             Property::Rotation(q) => {
                 if q % 2 == 1 {
@@ -142,7 +174,73 @@ pub fn probe(bytes: &[u8], sniffed: SourceFormat) -> Result<HeifHeader, Pipeline
         images: file.top_level_image_ids().len().max(1) as u64,
         orientation: exif_orientation(&ops),
         tiles,
+        crop,
+        color: declared_color(&file, id).map_err(|e| container_error(format, e))?,
     })
+}
+
+/// Where a `clap` box of `clean` size puts its rectangle in a `coded` picture: centred,
+/// then moved by the offsets (fractions of a pixel rounded). `None` when it keeps all.
+fn clean_aperture(
+    coded: (u64, u64),
+    clean: (u64, u64),
+    horiz: (i32, u32),
+    vert: (i32, u32),
+) -> Option<Crop> {
+    if clean == coded {
+        return None;
+    }
+    let origin = |full: u64, kept: u64, (n, d): (i32, u32)| {
+        let offset = if d == 0 {
+            0.0
+        } else {
+            f64::from(n) / f64::from(d)
+        };
+        let at = (full - kept) as f64 / 2.0 + offset;
+        at.round().clamp(0.0, (full - kept) as f64) as u32
+    };
+    Some(Crop {
+        x: origin(coded.0, clean.0, horiz),
+        y: origin(coded.1, clean.1, vert),
+        width: clean.0 as u32,
+        height: clean.1 as u32,
+    })
+}
+
+/// The `colr` properties of item `id`, or of its first tile when it declares none.
+fn declared_color(file: &HeifFile<'_>, id: ItemId) -> Result<HeifColor, heifer_isobmff::Error> {
+    let of = |item: ItemId| -> Result<HeifColor, heifer_isobmff::Error> {
+        let mut color = HeifColor::default();
+        for property in file.item_properties(item)? {
+            match property {
+                Property::Color(ColorInfo::Icc(icc)) if !icc.is_empty() => {
+                    color.icc = Some(icc.clone());
+                }
+                Property::Color(ColorInfo::Nclx {
+                    primaries,
+                    transfer,
+                    matrix,
+                    ..
+                }) => {
+                    color.nclx = Some(Nclx {
+                        primaries: *primaries,
+                        transfer: *transfer,
+                        matrix: *matrix,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(color)
+    };
+    let color = of(id)?;
+    if color != HeifColor::default() {
+        return Ok(color);
+    }
+    match file.referenced_items(id, b"dimg").first() {
+        Some(tile) => of(*tile),
+        None => Ok(color),
+    }
 }
 
 /// A transformative property of the container.

@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod avif;
 mod cli;
 mod core;
 mod heif;
