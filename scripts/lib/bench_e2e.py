@@ -1,13 +1,16 @@
 """The daemon's drain rate against its render rate (scripts/bench-e2e).
 
 A burst of photos is pushed through `ec2-service serve` (signed POST /v1/jobs) with the
-sources and variants on s3s-fs (a fast, real S3 server on loopback) and the records on moto
-(DynamoDB), each behind a proxy that adds the latency a region has (GET 20 ms and PUT 40 ms
-to first byte on S3, 5 ms on DynamoDB). The same files go through `ec2-service process`
-(the same core, no network). The last line is `drain/process: R`.
+sources and variants on s3s-fs (a fast, real S3 server on loopback) and the records on
+dynalite (or moto, with --moto only), each behind a proxy that adds the latency a region
+has (GET 20 ms and PUT 40 ms to first byte on S3, 5 ms on DynamoDB). The same files go
+through `ec2-service process` (the same core, no network). The servers run on the same
+cores as the daemon, so the CPU each side used is printed too. The last line is
+`drain/process: R`.
 
-    python3 bench_e2e.py --binary target/release/ec2-service --s3s PATH --moto PATH \
-        [--photos 1000] [--size 1600x1200] [--work DIR] [--concurrency N ...]
+    python3 bench_e2e.py --binary target/release/ec2-service --s3s PATH \
+        (--dynalite CLI.JS | --moto PATH) [--photos 1000] [--size 1600x1200] [--work DIR] \
+        [--concurrency N ...]
 """
 
 import argparse
@@ -68,19 +71,35 @@ def peak_rss_mib(pid):
     return 0.0
 
 
+def cpu_seconds(pid):
+    """User and system CPU time of one process so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
 def run_process(binary, files, work):
+    import resource
+
     out = os.path.join(work, "process-out")
     shutil.rmtree(out, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     subprocess.run([binary, "process", "--out", out, *files], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.monotonic() - started
+    elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return elapsed, cpu
 
 
 class Services:
-    """s3s-fs, moto, the two latency proxies: started once, reused by every run."""
+    """s3s-fs, dynalite or moto, the two latency proxies: started once, reused by every run."""
 
-    def __init__(self, s3s, moto, work, env):
+    def __init__(self, s3s, dynamodb, work, env):
         self.procs = []
         self.env = env
         root = os.path.join(work, "s3s-root")
@@ -90,11 +109,16 @@ class Services:
         self.spawn([s3s, "--host", "127.0.0.1", "--port", str(self.s3_port),
                     "--access-key", "testing", "--secret-key", "testing", root])
         self.wait_port(self.s3_port)
-        self.moto_port = free_port()
-        self.spawn([moto, "-H", "127.0.0.1", "-p", str(self.moto_port)])
-        self.wait_port(self.moto_port)
+        self.ddb_port = free_port()
+        kind, path = dynamodb
+        if kind == "dynalite":
+            self.spawn(["node", path, "--host", "127.0.0.1", "--port", str(self.ddb_port),
+                        "--createTableMs", "0", "--deleteTableMs", "0"])
+        else:
+            self.spawn([path, "-H", "127.0.0.1", "-p", str(self.ddb_port)])
+        self.wait_port(self.ddb_port)
         self.s3_proxy = self.proxy(self.s3_port, 20, 40, 10)
-        self.ddb_proxy = self.proxy(self.moto_port, 5, 5, 5)
+        self.ddb_proxy = self.proxy(self.ddb_port, 5, 5, 5)
 
     def spawn(self, argv, **kwargs):
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -120,6 +144,10 @@ class Services:
                 time.sleep(0.1)
         raise SystemExit(f"nothing listens on {port}")
 
+    def cpu(self):
+        """CPU seconds the servers and proxies have used so far."""
+        return sum(cpu_seconds(proc.pid) for proc in self.procs)
+
     def stop(self):
         for proc in self.procs:
             try:
@@ -140,7 +168,7 @@ def clients(services):
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{services.s3_port}", region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing",
                       config=Config(s3={"addressing_style": "path"}, max_pool_connections=32))
-    ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{services.moto_port}", region_name="us-east-1",
+    ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{services.ddb_port}", region_name="us-east-1",
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     return s3, ddb
 
@@ -233,6 +261,8 @@ level = "warn"
     try:
         Services.wait_port(port)
         keys = [f"uploads/{os.path.basename(p)}" for p in files]
+        servers_before = services.cpu()
+        daemon_before = cpu_seconds(daemon.pid)
         started = time.monotonic()
         for i in range(0, len(keys), 10):
             post_jobs(port, keys[i:i + 10])
@@ -244,9 +274,11 @@ level = "warn"
                 if l.startswith('ec2_service_jobs_finished_total{status="FAILED"'))
             if done + failed >= len(keys):
                 break
-            time.sleep(0.05)
+            time.sleep(0.2)
         elapsed = time.monotonic() - started
-        return elapsed, int(done), int(failed), peak_rss_mib(daemon.pid)
+        daemon_cpu = cpu_seconds(daemon.pid) - daemon_before
+        servers_cpu = services.cpu() - servers_before
+        return elapsed, int(done), int(failed), peak_rss_mib(daemon.pid), daemon_cpu, servers_cpu
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
@@ -256,12 +288,16 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--s3s", required=True)
-    parser.add_argument("--moto", required=True)
+    parser.add_argument("--dynalite", help="dynalite's cli.js (the default DynamoDB)")
+    parser.add_argument("--moto", help="moto_server, for DynamoDB when --dynalite is not given")
     parser.add_argument("--photos", type=int, default=1000)
     parser.add_argument("--size", default="1600x1200")
     parser.add_argument("--work", default=None)
     parser.add_argument("--concurrency", type=int, nargs="*", default=[0, 2])
     args = parser.parse_args()
+    if not (args.dynalite or args.moto):
+        parser.error("give --dynalite or --moto")
+    dynamodb = ("dynalite", args.dynalite) if args.dynalite else ("moto", args.moto)
     width, height = (int(v) for v in args.size.split("x"))
     work = args.work or tempfile.mkdtemp(prefix="bench-e2e-")
     os.makedirs(work, exist_ok=True)
@@ -273,29 +309,37 @@ def main():
                AWS_EC2_METADATA_DISABLED="true")
     env.pop("AWS_PROFILE", None)
 
-    print(f"{len(files)} photos of {args.size} ({mp:.0f} MP), {cores} cores, load {os.getloadavg()[0]:.2f}",
-          file=sys.stderr)
-    process_s = run_process(args.binary, files, work)
-    services = Services(args.s3s, args.moto, work, env)
+    print(f"{len(files)} photos of {args.size} ({mp:.0f} MP), {cores} cores, load {os.getloadavg()[0]:.2f}, "
+          f"DynamoDB on {dynamodb[0]}", file=sys.stderr)
+    process_s, process_cpu = run_process(args.binary, files, work)
+    services = Services(args.s3s, dynamodb, work, env)
     rows = []
     try:
         s3, _ = clients(services)
         prepare(s3, None, files)
         for concurrency in args.concurrency:
-            elapsed, done, failed, rss = drain(args.binary, services, files, work, concurrency)
-            rows.append((concurrency, elapsed, done, failed, rss))
+            rows.append((concurrency, *drain(args.binary, services, files, work, concurrency)))
     finally:
         services.stop()
     process_rate = len(files) / process_s
-    print(f"\n{'run':<44}{'wall s':>8}{'photos/s':>10}{'done':>7}{'failed':>7}{'peak MiB':>10}")
+    print(f"\n{'run':<44}{'wall s':>8}{'photos/s':>10}{'done':>7}{'failed':>7}{'peak MiB':>10}"
+          f"{'ours CPU s':>12}{'servers CPU s':>15}")
     print(f"{'ec2-service process (same files, no network)':<44}{process_s:>8.1f}{process_rate:>10.1f}"
-          f"{len(files):>7}{0:>7}{'':>10}")
-    for concurrency, elapsed, done, failed, rss in rows:
+          f"{len(files):>7}{0:>7}{'':>10}{process_cpu:>12.1f}{'':>15}")
+    for concurrency, elapsed, done, failed, rss, ours, servers in rows:
         label = f"serve, concurrency {concurrency or f'default ({4 * cores})'}"
-        print(f"{label:<44}{elapsed:>8.1f}{len(files) / elapsed:>10.1f}{done:>7}{failed:>7}{rss:>10.0f}")
+        print(f"{label:<44}{elapsed:>8.1f}{len(files) / elapsed:>10.1f}{done:>7}{failed:>7}{rss:>10.0f}"
+              f"{ours:>12.1f}{servers:>15.1f}")
     print(f"\nload after: {os.getloadavg()[0]:.2f}")
     best = rows[0]
-    print(f"drain/process: {len(files) / best[1] / process_rate:.2f}")
+    _, elapsed, _, _, _, ours, servers = best
+    # The servers (S3, DynamoDB, the latency proxies) share the daemon's cores here; in a
+    # region they run elsewhere. The share of the cores they took, and the drain rate per
+    # CPU second the daemon got against process's, say how much of the gap is theirs.
+    print(f"during the drain: cores busy {(ours + servers) / (elapsed * cores):.0%} "
+          f"(the daemon {ours / (elapsed * cores):.0%}, the servers {servers / (elapsed * cores):.0%}); "
+          f"photos per CPU second, serve/process: {process_cpu / ours:.2f}")
+    print(f"drain/process: {len(files) / elapsed / process_rate:.2f}")
 
 
 if __name__ == "__main__":
