@@ -8,9 +8,9 @@ use std::process::Command;
 
 use ec2_service::pipeline::encode::encode;
 use ec2_service::pipeline::probe::probe;
-use ec2_service::pipeline::{Fit, Layout, Limits, OutputFormat, Raster, Recipe, Rendered, render};
+use ec2_service::pipeline::{Fit, Layout, Limits, OutputFormat, Raster, Recipe, render};
 
-use super::heif::patch_ispe;
+use super::heif::{ours, patch_ispe, run, write_png};
 use crate::support::*;
 
 const TOOLS: &str = "needs avifenc and avifdec (Debian's libavif-bin; scripts/test installs them)";
@@ -21,22 +21,6 @@ fn tools(test: &str) -> bool {
         skipped(test, TOOLS);
     }
     present
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().expect("run reference tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn write_png(dir: &Path, name: &str, raster: &Raster) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, encode_with_image(raster, image::ImageFormat::Png)).unwrap();
-    path
 }
 
 /// `avifenc ARGS input out`, returning the file's bytes.
@@ -56,14 +40,6 @@ fn reference(dir: &Path, name: &str, bytes: &[u8]) -> Raster {
         .arg(&src)
         .arg(&png));
     decode(&std::fs::read(&png).expect("avifdec output"))
-}
-
-/// Our render at full size (a PNG variant larger than the picture: never enlarged).
-fn ours(bytes: &[u8]) -> (Rendered, Raster) {
-    let r = recipe(vec![variant("full", 8192, Fit::Inside, OutputFormat::Png)]);
-    let out = render(bytes, &r, &Limits::default(), None).unwrap_or_else(|e| panic!("{e}"));
-    let pixels = decode(&out.variants[0].bytes);
-    (out, pixels)
 }
 
 const Q: [&str; 4] = ["--min", "8", "--max", "8"];

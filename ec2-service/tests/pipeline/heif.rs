@@ -23,7 +23,7 @@ fn tools(test: &str) -> bool {
     present
 }
 
-fn run(cmd: &mut Command) {
+pub fn run(cmd: &mut Command) {
     let out = cmd.output().expect("run reference tool");
     assert!(
         out.status.success(),
@@ -54,14 +54,14 @@ fn reference(dir: &Path, name: &str, bytes: &[u8]) -> Raster {
 }
 
 /// Our render at full size (a PNG variant larger than the picture: never enlarged).
-fn ours(bytes: &[u8]) -> (Rendered, Raster) {
+pub fn ours(bytes: &[u8]) -> (Rendered, Raster) {
     let r = recipe(vec![variant("full", 8192, Fit::Inside, OutputFormat::Png)]);
     let out = render(bytes, &r, &Limits::default(), None).unwrap_or_else(|e| panic!("{e}"));
     let pixels = decode(&out.variants[0].bytes);
     (out, pixels)
 }
 
-fn write_png(dir: &Path, name: &str, raster: &Raster) -> PathBuf {
+pub fn write_png(dir: &Path, name: &str, raster: &Raster) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, encode_with_image(raster, image::ImageFormat::Png)).unwrap();
     path
