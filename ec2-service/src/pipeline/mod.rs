@@ -17,7 +17,7 @@
 //!    once (turning commutes with resizing, so it is done on the smallest image).
 //! 6. [`watermark`]: on the variants that ask for it.
 //! 7. [`encode`]: each variant on its own task while the next is resized, with no
-//!    metadata in the outputs.
+//!    metadata in the outputs; JPEG Huffman tables made optimal by [`huffman`].
 //!
 //! Beside them, [`exif`] and [`fingerprint`] produce the metadata for the record (the
 //! fingerprints from the smallest full rendition), and [`timing`] measures every stage.
@@ -30,6 +30,7 @@ pub mod error;
 pub mod exif;
 pub mod fingerprint;
 pub mod heif;
+pub mod huffman;
 pub mod orient;
 pub mod plan;
 pub mod planes;
