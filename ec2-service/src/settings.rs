@@ -109,7 +109,7 @@ pub struct ServerSettings {
     /// `POST /v1/jobs` answers 503.
     pub queue_capacity: usize,
     /// Jobs in flight at once (downloads and uploads overlap the renders, which run at
-    /// most `render_threads` at a time); 0 means four per CPU core.
+    /// most `render_threads` at a time); 0 means eight per CPU core.
     pub concurrency: usize,
     /// Threads of the rendering pool; 0 means one per CPU core.
     pub render_threads: usize,
@@ -704,8 +704,9 @@ impl Settings {
     /// Jobs processed at once.
     pub fn concurrency(&self) -> usize {
         match self.server.concurrency {
-            // A job spends most of its life waiting on S3 and DynamoDB: four per core keep
-            // the render pool busy while the others download and upload.
+            // A job spends most of its life waiting on S3 and DynamoDB: eight per core keep
+            // the render pool busy while the others download and upload (with four, a
+            // core was idle a tenth of the time in scripts/bench-e2e).
             0 => JOBS_PER_CORE * cores(),
             n => n,
         }
@@ -730,7 +731,7 @@ impl Default for SigningSettings {
 }
 
 /// Jobs in flight per core when `[server] concurrency` is 0.
-pub const JOBS_PER_CORE: usize = 4;
+pub const JOBS_PER_CORE: usize = 8;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())

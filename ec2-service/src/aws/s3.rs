@@ -20,6 +20,9 @@ pub const VARIANT_MARKER_KEY: &str = "variant-by";
 const LEGACY_MARKER_KEY: &str = "derived-by";
 pub const VARIANT_MARKER_VALUE: &str = "ec2-service";
 
+/// What a download gathers in memory before it writes to the scratch disk.
+const DOWNLOAD_BUFFER_BYTES: usize = 256 << 10;
+
 /// `Cache-Control` of every variant: its key carries a render id, so it never changes.
 pub const VARIANT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
@@ -225,7 +228,10 @@ impl S3 {
             path: path.display().to_string(),
             source,
         };
-        let mut file = tokio::fs::File::create(path).await.map_err(scratch)?;
+        // The body comes in chunks of a few KiB; each write to a tokio file is a trip to
+        // a blocking thread, so they are gathered first.
+        let file = tokio::fs::File::create(path).await.map_err(scratch)?;
+        let mut file = tokio::io::BufWriter::with_capacity(DOWNLOAD_BUFFER_BYTES, file);
         let mut body = output.body;
         let mut written = 0u64;
         loop {
