@@ -316,9 +316,15 @@ def _():
           f"{len(jobs)} job lines with key, status and timings as JSON")
 
 
-def upload_and_catch(name, count, want):
-    """Uploads a batch and returns as soon as the daemon has jobs in flight and waiting."""
-    keys = send_batch(name, count)
+def jobs_at_once():
+    """The daemon's `[server] concurrency` as its last "ready" line gives it."""
+    return int(events(journal("-b 0"), "ready")[-1]["concurrency"])
+
+
+def upload_and_catch(name, beyond, want):
+    """Uploads as many photos as the daemon runs at once plus `beyond`, and returns as
+    soon as it has jobs in flight and waiting."""
+    keys = send_batch(name, jobs_at_once() + beyond)
     status = wait(f"{name}: jobs in flight and waiting", lambda: (lambda s: s if s and want(s["queue"]) else None)(
         admin_status()), 60, interval=0.05)
     return keys, status["queue"]
@@ -327,7 +333,7 @@ def upload_and_catch(name, count, want):
 @step("systemctl reload changes the recipe with jobs in flight; none dropped")
 def _():
     pid = systemd("MainPID")
-    keys, depth = upload_and_catch("reload", 30, lambda q: q["in_flight"] > 0 and q["waiting"] > 0)
+    keys, depth = upload_and_catch("reload", 22, lambda q: q["in_flight"] > 0 and q["waiting"] > 0)
     ssh("sudo tee -a /etc/ec2-service/config.toml >/dev/null", stdin=(
         b'\n[recipe]\nversion = "box-2"\n'
         b'[[recipe.variants]]\nname = "large"\nwidth = 1600\nheight = 1600\nfit = "inside"\nformat = "jpeg"\nquality = 80\n'
@@ -348,7 +354,7 @@ def _():
 @step("systemctl stop drains; systemctl start resumes the stored jobs")
 def _():
     ssh("sudo journalctl -u ec2-service -n 0 --cursor-file=/tmp/stop.cursor >/dev/null")
-    keys, depth = upload_and_catch("stop", 20, lambda q: q["in_flight"] > 0 and q["waiting"] >= 3)
+    keys, depth = upload_and_catch("stop", 12, lambda q: q["in_flight"] > 0 and q["waiting"] >= 3)
     started = time.monotonic()
     ssh("sudo systemctl stop ec2-service")
     stop_secs = time.monotonic() - started
@@ -376,7 +382,7 @@ def _():
 @step("systemctl restart resumes the stored jobs")
 def _():
     ssh("sudo journalctl -u ec2-service -n 0 --cursor-file=/tmp/restart.cursor >/dev/null")
-    keys, _ = upload_and_catch("restart", 20, lambda q: q["waiting"] >= 3)
+    keys, _ = upload_and_catch("restart", 12, lambda q: q["waiting"] >= 3)
     ssh("sudo systemctl restart ec2-service")
     text = journal_since("/tmp/restart.cursor")
     stored = int(events(text, STOPPED)[-1]["stored"])
@@ -391,7 +397,7 @@ def _():
 def _():
     global follower
     follower.stop()
-    keys, _ = upload_and_catch("reboot", 20, lambda q: q["waiting"] >= 3)
+    keys, _ = upload_and_catch("reboot", 12, lambda q: q["waiting"] >= 3)
     started = time.monotonic()
     ssh("sudo systemctl reboot", check_status=False)
     wait("the box back after the reboot", lambda: admin_status() is None, 30, interval=0.1)
