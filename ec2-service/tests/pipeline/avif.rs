@@ -10,7 +10,7 @@ use ec2_service::pipeline::encode::encode;
 use ec2_service::pipeline::probe::probe;
 use ec2_service::pipeline::{Fit, Layout, Limits, OutputFormat, Raster, Recipe, render};
 
-use super::heif::{ours, patch_ispe, run, write_png};
+use super::heif::{ours, patch_ispe, run, write_png, write_scene_pngs};
 use crate::support::*;
 
 const TOOLS: &str = "needs avifenc and avifdec (Debian's libavif-bin; scripts/test installs them)";
@@ -50,15 +50,7 @@ fn avif_of_each_depth_subsampling_and_encoder_matches_the_reference_decoder() {
         return;
     }
     let dir = scratch_dir("avif-depths");
-    let picture = scene(480, 320);
-    let png8 = write_png(&dir, "scene8.png", &picture);
-    let wide: image::ImageBuffer<image::Rgb<u16>, Vec<u16>> =
-        image::ImageBuffer::from_fn(480, 320, |x, y| {
-            let p = picture.pixel(x, y);
-            image::Rgb([p[0], p[1], p[2]].map(|v| u16::from(v) * 257))
-        });
-    let png16 = dir.join("scene16.png");
-    wide.save(&png16).unwrap();
+    let (picture, png8, png16) = write_scene_pngs(&dir);
     let cases: [(&str, &Path, &[&str]); 6] = [
         (
             "aom 8-bit 4:2:0",

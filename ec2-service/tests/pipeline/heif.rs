@@ -61,6 +61,21 @@ pub fn ours(bytes: &[u8]) -> (Rendered, Raster) {
     (out, pixels)
 }
 
+/// The 480x320 test scene, and it as an 8-bit and a 16-bit PNG in `dir` (the encoders'
+/// inputs for 8-bit and for deeper outputs).
+pub fn write_scene_pngs(dir: &Path) -> (Raster, PathBuf, PathBuf) {
+    let picture = scene(480, 320);
+    let png8 = write_png(dir, "scene8.png", &picture);
+    let wide: image::ImageBuffer<image::Rgb<u16>, Vec<u16>> =
+        image::ImageBuffer::from_fn(480, 320, |x, y| {
+            let p = picture.pixel(x, y);
+            image::Rgb([p[0], p[1], p[2]].map(|v| u16::from(v) * 257))
+        });
+    let png16 = dir.join("scene16.png");
+    wide.save(&png16).unwrap();
+    (picture, png8, png16)
+}
+
 pub fn write_png(dir: &Path, name: &str, raster: &Raster) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, encode_with_image(raster, image::ImageFormat::Png)).unwrap();
@@ -73,15 +88,7 @@ fn heic_8_and_10_bit_match_the_reference_decoder() {
         return;
     }
     let dir = scratch_dir("heic-depths");
-    let picture = scene(480, 320);
-    let png8 = write_png(&dir, "scene8.png", &picture);
-    let wide: image::ImageBuffer<image::Rgb<u16>, Vec<u16>> =
-        image::ImageBuffer::from_fn(480, 320, |x, y| {
-            let p = picture.pixel(x, y);
-            image::Rgb([p[0], p[1], p[2]].map(|v| u16::from(v) * 257))
-        });
-    let png16 = dir.join("scene16.png");
-    wide.save(&png16).unwrap();
+    let (picture, png8, png16) = write_scene_pngs(&dir);
     for (name, input, args) in [
         ("8-bit", &png8, vec!["-q", "90"]),
         ("10-bit", &png16, vec!["-q", "90", "-b", "10"]),
