@@ -58,6 +58,8 @@ def main(web_url, screenshot, photos):
         for name in names:
             card = f'.photo[data-name="{name}"]'
             page.wait_for_selector(f'{card}[data-status="DONE"]', timeout=TIMEOUT_MS)
+            # The page loads variants lazily, as a user scrolls to them.
+            page.locator(card).first.scroll_into_view_if_needed(timeout=TIMEOUT_MS)
             page.wait_for_function(
                 """(card) => {
                     const imgs = [...document.querySelectorAll(card + ' .variant img')];
