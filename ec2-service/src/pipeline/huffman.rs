@@ -19,54 +19,85 @@ struct Table {
     symbols: Vec<u8>,
 }
 
-/// Canonical decoding of one table: a 10-bit lookup, then code lengths 11..=16.
+/// Canonical decoding of one table into tokens: a lookup by the next [`FAST_BITS`] bits,
+/// then code lengths up to 16.
 struct Decoder {
-    /// `length << 8 | symbol` by the next 10 bits; 0 when the code is longer.
-    fast: Vec<u16>,
+    /// By the next `FAST_BITS` bits: the token's table, symbol and extra-bit count (as
+    /// [`token`] places them), with the code length in bits 0..5 and the code length
+    /// plus the extra bits in bits 5..10; 0 when the code is longer.
+    fast: Box<[u32; 1 << FAST_BITS]>,
     /// Per length 1..=16: the largest code of that length + 1 (left-aligned in
     /// `length` bits), and the index of its first symbol minus its first code.
     max_code: [u32; 17],
     offset: [i32; 17],
     symbols: Vec<u8>,
+    /// Table index (0..4 DC, 4..8 AC).
+    table: usize,
 }
 
-const FAST_BITS: u32 = 10;
+const FAST_BITS: u32 = 11;
 
 impl Decoder {
-    fn new(table: &Table) -> Option<Decoder> {
-        let mut fast = vec![0u16; 1 << FAST_BITS];
-        let mut max_code = [0u32; 17];
-        let mut offset = [0i32; 17];
+    /// `None` for a table that is no prefix code or holds a symbol baseline JPEG cannot
+    /// have (a DC size over 11; an AC size over 10, or size 0 other than EOB and ZRL).
+    fn new(table: &Table, index: usize) -> Option<Decoder> {
+        let mut decoder = Decoder {
+            fast: Box::new([0; 1 << FAST_BITS]),
+            max_code: [0; 17],
+            offset: [0; 17],
+            symbols: table.symbols.clone(),
+            table: index,
+        };
         let mut code = 0u32;
-        let mut index = 0usize;
+        let mut at = 0usize;
         for length in 1..=16u32 {
             let n = u32::from(table.counts[length as usize - 1]);
-            offset[length as usize] = index as i32 - code as i32;
+            decoder.offset[length as usize] = at as i32 - code as i32;
             for _ in 0..n {
-                let symbol = *table.symbols.get(index)?;
+                let entry = decoder.entry(*table.symbols.get(at)?, length)?;
                 if length <= FAST_BITS {
                     let shift = FAST_BITS - length;
                     let first = (code << shift) as usize;
-                    for slot in &mut fast[first..first + (1 << shift)] {
-                        *slot = (length as u16) << 8 | u16::from(symbol);
-                    }
+                    decoder.fast[first..first + (1 << shift)].fill(entry);
                 }
                 code += 1;
-                index += 1;
+                at += 1;
             }
             // A code space overfull at this length is not a prefix code.
             if code > 1 << length {
                 return None;
             }
-            max_code[length as usize] = code;
+            decoder.max_code[length as usize] = code;
             code <<= 1;
         }
-        Some(Decoder {
-            fast,
-            max_code,
-            offset,
-            symbols: table.symbols.clone(),
-        })
+        Some(decoder)
+    }
+
+    /// The lookup entry of `symbol` with a code of `length` bits.
+    fn entry(&self, symbol: u8, length: u32) -> Option<u32> {
+        let size = if self.table < 4 {
+            (symbol <= 11).then_some(symbol)?
+        } else {
+            let size = symbol & 15;
+            (size <= 10 && (size != 0 || symbol == 0 || symbol == 0xF0)).then_some(size)?
+        };
+        let total = length + u32::from(size);
+        Some(token(self.table, symbol, size, 0) | total << 5 | length)
+    }
+
+    /// The entry of a code longer than `FAST_BITS`, from the next 16 bits.
+    #[cold]
+    fn slow(&self, acc: u64) -> Option<u32> {
+        let peek = (acc >> 48) as u32;
+        for length in FAST_BITS + 1..=16 {
+            let code = peek >> (16 - length);
+            if code < self.max_code[length as usize] {
+                let index = self.offset[length as usize] + code as i32;
+                let symbol = *self.symbols.get(usize::try_from(index).ok()?)?;
+                return self.entry(symbol, length);
+            }
+        }
+        None
     }
 }
 
@@ -94,65 +125,60 @@ impl Bits<'_> {
             self.count += 8 * bytes;
             return;
         }
-        while self.count <= 56 {
-            let byte = match self.data.get(self.pos) {
-                Some(&b) => {
-                    self.pos += 1;
-                    b
-                }
-                None => {
-                    self.overrun += 8;
-                    0xFF
-                }
-            };
-            self.acc |= u64::from(byte) << (56 - self.count);
-            self.count += 8;
-        }
+        (self.pos, self.acc, self.count, self.overrun) =
+            refill_at_end(self.data, self.pos, self.acc, self.count, self.overrun);
     }
 
-    #[inline]
-    fn take(&mut self, n: u32) -> u32 {
-        if n == 0 {
-            return 0;
-        }
-        if self.count < n {
+    /// The next symbol and its extra bits, as a token. A code and its extra bits take
+    /// at most 16 + 11 bits, so one refill serves both.
+    #[inline(always)]
+    fn token(&mut self, d: &Decoder) -> Option<u32> {
+        if self.count < 32 {
             self.refill();
         }
-        let value = (self.acc >> (64 - n)) as u32;
-        self.acc <<= n;
-        self.count -= n;
-        value
+        let mut entry = d.fast[(self.acc >> (64 - FAST_BITS)) as usize];
+        if entry == 0 {
+            entry = d.slow(self.acc)?;
+        }
+        let total = entry >> 5 & 31;
+        let size = entry >> 11 & 15;
+        let extra = (self.acc >> (64 - total)) as u32 & ((1 << size) - 1);
+        self.acc <<= total;
+        self.count -= total;
+        Some(entry & !0x7FF | extra)
     }
+}
 
-    #[inline]
-    fn symbol(&mut self, d: &Decoder) -> Option<u8> {
-        if self.count < 16 {
-            self.refill();
-        }
-        let entry = d.fast[(self.acc >> (64 - FAST_BITS)) as usize];
-        if entry != 0 {
-            let length = u32::from(entry >> 8);
-            self.acc <<= length;
-            self.count -= length;
-            return Some(entry as u8);
-        }
-        let peek = (self.acc >> 48) as u32;
-        for length in FAST_BITS + 1..=16 {
-            let code = peek >> (16 - length);
-            if code < d.max_code[length as usize] {
-                self.acc <<= length;
-                self.count -= length;
-                let index = d.offset[length as usize] + code as i32;
-                return d.symbols.get(usize::try_from(index).ok()?).copied();
+/// The byte-at-a-time refill of the last bytes and the padding past them; by value, so
+/// that the reader's state stays in registers.
+#[cold]
+fn refill_at_end(
+    data: &[u8],
+    mut pos: usize,
+    mut acc: u64,
+    mut count: u32,
+    mut overrun: u32,
+) -> (usize, u64, u32, u32) {
+    while count <= 56 {
+        let byte = match data.get(pos) {
+            Some(&b) => {
+                pos += 1;
+                b
             }
-        }
-        None
+            None => {
+                overrun += 8;
+                0xFF
+            }
+        };
+        acc |= u64::from(byte) << (56 - count);
+        count += 8;
     }
+    (pos, acc, count, overrun)
 }
 
 /// One symbol to write again, packed in a `u32`: its table (0..8: DC then AC tables by
 /// id) in bits 23..26, the symbol in 15..23, the count of extra bits in 11..15 and the
-/// extra bits in 0..11.
+/// extra bits in 0..11. Bits 15..26 index the per-table arrays of 256 symbols.
 #[inline]
 fn token(table: usize, symbol: u8, extra_len: u8, extra: u32) -> u32 {
     (table as u32) << 23 | u32::from(symbol) << 15 | u32::from(extra_len) << 11 | extra
@@ -291,12 +317,17 @@ fn destuff(entropy: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// The symbols of the scan, counted per table (`None` if they do not decode exactly).
-fn read_scan(header: &Header<'_>, data: &[u8]) -> Option<(Vec<u32>, [[u32; 257]; 8])> {
+/// Symbol counts per table (index: table << 8 | symbol).
+type Counts = [u32; 8 * 256];
+
+/// The symbols of the scan as tokens, counted per table (`None` if they do not decode
+/// exactly).
+#[inline(never)]
+fn read_scan(header: &Header<'_>, data: &[u8]) -> Option<(Vec<u32>, Box<Counts>)> {
     let mut decoders: Vec<Option<Decoder>> = Vec::with_capacity(8);
-    for table in &header.tables {
+    for (index, table) in header.tables.iter().enumerate() {
         decoders.push(match table {
-            Some(t) => Some(Decoder::new(t)?),
+            Some(t) => Some(Decoder::new(t, index)?),
             None => None,
         });
     }
@@ -304,13 +335,16 @@ fn read_scan(header: &Header<'_>, data: &[u8]) -> Option<(Vec<u32>, [[u32; 257];
     let vmax = u32::from(header.components.iter().map(|c| c.1).max()?);
     let mcus =
         u64::from(header.width.div_ceil(8 * hmax)) * u64::from(header.height.div_ceil(8 * vmax));
-    let per_mcu: u64 = header
-        .components
-        .iter()
-        .map(|c| u64::from(c.0) * u64::from(c.1))
-        .sum();
+    // Per scan component: blocks per MCU and its two decoders.
+    let mut components = Vec::with_capacity(header.components.len());
+    for &(h, v, dc, ac) in &header.components {
+        let (dc, ac) = (decoders[dc].as_ref()?, decoders[ac].as_ref()?);
+        components.push((u32::from(h) * u32::from(v), dc, ac));
+    }
+    let per_mcu: u64 = components.iter().map(|c| u64::from(c.0)).sum();
+    // Room for a DC and a few AC symbols per block; more grows the vector.
     let mut tokens = Vec::with_capacity((mcus * per_mcu * 8) as usize);
-    let mut freq = [[0u32; 257]; 8];
+    let mut counts: Box<Counts> = Box::new([0; 8 * 256]);
     let mut bits = Bits {
         data,
         pos: 0,
@@ -319,36 +353,29 @@ fn read_scan(header: &Header<'_>, data: &[u8]) -> Option<(Vec<u32>, [[u32; 257];
         overrun: 0,
     };
     for _ in 0..mcus {
-        for &(h, v, dc, ac) in &header.components {
-            let (dc_decoder, ac_decoder) = (decoders[dc].as_ref()?, decoders[ac].as_ref()?);
-            for _ in 0..u32::from(h) * u32::from(v) {
-                let size = bits.symbol(dc_decoder)?;
-                if size > 11 {
-                    return None;
-                }
-                let extra = bits.take(u32::from(size));
-                freq[dc][usize::from(size)] += 1;
-                tokens.push(token(dc, size, size, extra));
+        for &(blocks, dc, ac) in &components {
+            for _ in 0..blocks {
+                let t = bits.token(dc)?;
+                counts[(t >> 15) as usize & 0x7FF] += 1;
+                tokens.push(t);
                 let mut k = 1u32;
-                while k < 64 {
-                    let symbol = bits.symbol(ac_decoder)?;
-                    let (run, size) = (u32::from(symbol >> 4), symbol & 15);
-                    if size == 0 && run != 15 {
-                        // End of block.
-                        freq[ac][usize::from(symbol)] += 1;
-                        tokens.push(token(ac, symbol, 0, 0));
+                loop {
+                    let t = bits.token(ac)?;
+                    counts[(t >> 15) as usize & 0x7FF] += 1;
+                    tokens.push(t);
+                    let symbol = t >> 15 & 0xFF;
+                    // End of block (the decoder takes no other symbol of size 0 but
+                    // ZRL, a run of 16 zeros).
+                    if symbol == 0 {
                         break;
                     }
-                    if size > 10 {
-                        return None;
+                    k += (symbol >> 4) + 1;
+                    if k >= 64 {
+                        if k > 64 {
+                            return None;
+                        }
+                        break;
                     }
-                    k += run + 1;
-                    if k > 64 {
-                        return None;
-                    }
-                    let extra = bits.take(u32::from(size));
-                    freq[ac][usize::from(symbol)] += 1;
-                    tokens.push(token(ac, symbol, size, extra));
                 }
             }
         }
@@ -360,7 +387,7 @@ fn read_scan(header: &Header<'_>, data: &[u8]) -> Option<(Vec<u32>, [[u32; 257];
     if overrun > left || left - overrun >= 8 {
         return None;
     }
-    Some((tokens, freq))
+    Some((tokens, counts))
 }
 
 /// The optimal table for these symbol counts, code lengths limited to 16 and the
@@ -466,51 +493,48 @@ fn codes(table: &Table) -> [(u32, u32); 256] {
     out
 }
 
-/// Writes bits MSB first with the 0xFF bytes stuffed.
-struct Writer {
-    out: Vec<u8>,
-    acc: u64,
-    count: u32,
-}
-
-impl Writer {
-    /// Appends `length` (at most 32) bits; whole 32-bit words go out at once.
-    #[inline]
-    fn put(&mut self, value: u32, length: u32) {
-        self.acc = self.acc << length | u64::from(value);
-        self.count += length;
-        if self.count >= 32 {
-            self.count -= 32;
-            let word = (self.acc >> self.count) as u32;
+/// Appends the scan: each token's symbol in its table's new code, then its extra bits,
+/// MSB first, whole 32-bit words at a time, the 0xFF bytes stuffed, the last byte
+/// padded with ones. `codes`: by table and symbol, code << 8 | length. (Storing every
+/// word and moving on only when full measured slower than this branch.)
+#[inline(never)]
+fn write_scan(out: &mut Vec<u8>, tokens: &[u32], codes: &[u32; 8 * 256]) {
+    let (mut acc, mut count) = (0u64, 0u32);
+    for &t in tokens {
+        let entry = codes[(t >> 15) as usize & 0x7FF];
+        let extra_len = t >> 11 & 15;
+        acc =
+            acc << ((entry & 0xFF) + extra_len) | u64::from((entry >> 8) << extra_len | t & 0x7FF);
+        count += (entry & 0xFF) + extra_len;
+        if count >= 32 {
+            count -= 32;
+            let word = (acc >> count) as u32;
             // Any 0xFF byte in the word (a zero byte in its complement)?
             let inverse = !word;
             if inverse.wrapping_sub(0x0101_0101) & !inverse & 0x8080_8080 == 0 {
-                self.out.extend_from_slice(&word.to_be_bytes());
+                out.extend_from_slice(&word.to_be_bytes());
             } else {
-                for byte in word.to_be_bytes() {
-                    self.out.push(byte);
-                    if byte == 0xFF {
-                        self.out.push(0);
-                    }
-                }
+                push_stuffed(out, &word.to_be_bytes());
             }
         }
     }
+    let pad = (8 - count % 8) % 8;
+    acc = acc << pad | ((1u64 << pad) - 1);
+    count += pad;
+    let tail: Vec<u8> = (0..count / 8)
+        .rev()
+        .map(|i| (acc >> (8 * i)) as u8)
+        .collect();
+    push_stuffed(out, &tail);
+}
 
-    fn finish(mut self) -> Vec<u8> {
-        // The last bits padded with ones to a whole byte.
-        let pad = (8 - self.count % 8) % 8;
-        self.acc = self.acc << pad | ((1u64 << pad) - 1);
-        self.count += pad;
-        while self.count > 0 {
-            self.count -= 8;
-            let byte = (self.acc >> self.count) as u8;
-            self.out.push(byte);
-            if byte == 0xFF {
-                self.out.push(0);
-            }
+#[cold]
+fn push_stuffed(out: &mut Vec<u8>, bytes: &[u8]) {
+    for &byte in bytes {
+        out.push(byte);
+        if byte == 0xFF {
+            out.push(0);
         }
-        self.out
     }
 }
 
@@ -519,17 +543,18 @@ impl Writer {
 pub fn optimize(jpeg: &[u8]) -> Option<Vec<u8>> {
     let header = parse(jpeg)?;
     let data = destuff(header.entropy)?;
-    let (tokens, freq) = read_scan(&header, &data)?;
+    let (tokens, counts) = read_scan(&header, &data)?;
     let mut used = [false; 8];
     for &(_, _, dc, ac) in &header.components {
         used[dc] = true;
         used[ac] = true;
     }
     let mut dht = Vec::new();
-    // By table and symbol: code << 8 | length.
-    let mut table_codes = vec![0u32; 8 * 256];
-    for (t, f) in freq.iter().enumerate().filter(|(t, _)| used[*t]) {
-        let table = optimal_table(f)?;
+    let mut table_codes = Box::new([0u32; 8 * 256]);
+    for t in (0..8).filter(|&t| used[t]) {
+        let mut freq = [0u32; 257];
+        freq[..256].copy_from_slice(&counts[t * 256..(t + 1) * 256]);
+        let table = optimal_table(&freq)?;
         for (symbol, (code, length)) in codes(&table).into_iter().enumerate() {
             table_codes[t * 256 + symbol] = code << 8 | length;
         }
@@ -537,27 +562,13 @@ pub fn optimize(jpeg: &[u8]) -> Option<Vec<u8>> {
         dht.extend_from_slice(&table.counts);
         dht.extend_from_slice(&table.symbols);
     }
-    let mut out = Vec::with_capacity(jpeg.len());
+    let mut out = Vec::with_capacity(jpeg.len() + jpeg.len() / 16);
     out.extend_from_slice(&header.head[..header.sos_at]);
     let len = dht.len() + 2;
     out.extend_from_slice(&[0xFF, 0xC4, (len >> 8) as u8, len as u8]);
     out.extend_from_slice(&dht);
     out.extend_from_slice(&header.head[header.sos_at..]);
-    let mut writer = Writer {
-        out,
-        acc: 0,
-        count: 0,
-    };
-    for &t in &tokens {
-        let entry = table_codes[(t >> 15) as usize];
-        let extra_len = t >> 11 & 15;
-        // A code plus its extra bits: at most 16 + 11 bits.
-        writer.put(
-            (entry >> 8) << extra_len | t & 0x7FF,
-            (entry & 0xFF) + extra_len,
-        );
-    }
-    let mut out = writer.finish();
+    write_scan(&mut out, &tokens, &table_codes);
     out.extend_from_slice(&[0xFF, 0xD9]);
     Some(out)
 }
@@ -683,6 +694,18 @@ mod tests {
             .unwrap();
         progressive[sof + 1] = 0xC2;
         assert!(optimize(&progressive).is_none());
+        // A table with a symbol baseline JPEG cannot hold (a DC size of 12).
+        let mut odd_table = standard.clone();
+        let dht = odd_table
+            .windows(5)
+            .position(|p| p[..2] == [0xFF, 0xC4] && p[4] == 0x00)
+            .unwrap();
+        let symbols: usize = odd_table[dht + 5..dht + 21]
+            .iter()
+            .map(|&c| usize::from(c))
+            .sum();
+        odd_table[dht + 20 + symbols] = 12;
+        assert!(optimize(&odd_table).is_none());
         // Flipped bits never panic.
         for i in (scan..standard.len() - 2).step_by(37) {
             let mut broken = standard.clone();
