@@ -1,6 +1,9 @@
 //! Stage 5: geometry of each variant and SIMD resizing (Lanczos3, alpha-aware) with
 //! `fast_image_resize`, of RGB(A) rasters or, on the JPEG fast path, of YCbCr planes
-//! (each plane on its own, the chroma planes straight to 4:2:0 for the encoder).
+//! (each plane on its own, the chroma planes straight to 4:2:0 for the encoder, both
+//! passes run as vertical ones with the plane transposed in between).
+
+use std::borrow::Cow;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{Filter, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
@@ -161,6 +164,13 @@ pub fn cover_region(width: u32, height: u32, box_w: u32, box_h: u32) -> Region {
     }
 }
 
+/// Resizes the `region` of a plane to `width` x `height`: the vertical pass, then the
+/// horizontal one as a vertical pass of the transposed plane, transposed back.
+/// `fast_image_resize` computes one output pixel at a time in its horizontal pass, with
+/// a horizontal sum per pixel and the taps beyond a multiple of 8 one by one, but 32
+/// pixels of a row at once in the vertical one; the two transposes cost less than the
+/// difference (about a third of the time on the large variant, the same pixels to the
+/// byte).
 fn resize_plane(
     src: &Plane,
     region: Region,
@@ -168,17 +178,58 @@ fn resize_plane(
     height: u32,
     options: &ResizeOptions,
 ) -> Result<Plane, PipelineError> {
+    let mut resizer = Resizer::new();
+    let tall = vertical_pass(
+        &mut resizer,
+        src,
+        (region.top, region.height),
+        height,
+        options,
+    )?;
+    let unchanged = region.left == 0.0 && region.width == f64::from(src.width);
+    if unchanged && width == src.width {
+        return Ok(tall.into_owned());
+    }
+    // Each buffer let go as soon as the next is made: the peak is two of them.
+    let turned = tall.transposed();
+    drop(tall);
+    let across = vertical_pass(
+        &mut resizer,
+        &turned,
+        (region.left, region.width),
+        width,
+        options,
+    )?;
+    Ok(match across {
+        Cow::Owned(across) => {
+            drop(turned);
+            across.transposed()
+        }
+        Cow::Borrowed(same) => same.transposed(),
+    })
+}
+
+/// Rows `top..top + rows` (fractional) of `src` resized to `height` rows, every column
+/// kept; `src` itself when nothing changes.
+fn vertical_pass<'p>(
+    resizer: &mut Resizer,
+    src: &'p Plane,
+    (top, rows): (f64, f64),
+    height: u32,
+    options: &ResizeOptions,
+) -> Result<Cow<'p, Plane>, PipelineError> {
+    if top == 0.0 && rows == f64::from(src.height) && height == src.height {
+        return Ok(Cow::Borrowed(src));
+    }
     let internal = |e: &dyn std::fmt::Display| PipelineError::Internal(format!("resize: {e}"));
     let source =
         ImageRef::new(src.width, src.height, &src.data, PixelType::U8).map_err(|e| internal(&e))?;
-    let mut dst = Image::new(width, height, PixelType::U8);
-    let options = options
-        .clone()
-        .crop(region.left, region.top, region.width, region.height);
-    Resizer::new()
+    let mut dst = Image::new(src.width, height, PixelType::U8);
+    let options = options.clone().crop(0.0, top, f64::from(src.width), rows);
+    resizer
         .resize(&source, &mut dst, &options)
         .map_err(|e| internal(&e))?;
-    Ok(Plane::new(width, height, dst.into_vec()))
+    Ok(Cow::Owned(Plane::new(src.width, height, dst.into_vec())))
 }
 
 /// Resizes YCbCr planes to a `width` x `height` picture with 4:2:0 chroma, the three
@@ -339,6 +390,39 @@ mod tests {
         );
         let odd = resize_planes(&planes, 51, 17, Fit::Inside, lanczos()).unwrap();
         assert_eq!((odd.cb.width, odd.cb.height), (26, 9));
+    }
+
+    #[test]
+    fn plane_resizing_through_transposes_gives_the_crates_pixels() {
+        let (w, h) = (301u32, 203u32);
+        let data: Vec<u8> = (0..w * h)
+            .map(|i| ((i % w) * 5 + (i / w) * 3 + (i % 7) * 20) as u8)
+            .collect();
+        let src = Plane::new(w, h, data);
+        let whole = Region {
+            left: 0.0,
+            top: 0.0,
+            width: f64::from(w),
+            height: f64::from(h),
+        };
+        for (region, ow, oh) in [
+            (whole, 150, 101),
+            (whole, 301, 77),
+            (whole, 97, 203),
+            (whole, 301, 203),
+            (cover_region(w, h, 64, 64), 64, 64),
+            (cover_region(w, h, 40, 90), 40, 90),
+        ] {
+            let ours = resize_plane(&src, region, ow, oh, &lanczos()).unwrap();
+            let source = ImageRef::new(w, h, &src.data, PixelType::U8).unwrap();
+            let mut theirs = Image::new(ow, oh, PixelType::U8);
+            let options = lanczos().crop(region.left, region.top, region.width, region.height);
+            Resizer::new()
+                .resize(&source, &mut theirs, &options)
+                .unwrap();
+            assert_eq!((ours.width, ours.height), (ow, oh));
+            assert_eq!(ours.data, theirs.into_vec(), "{region:?} to {ow}x{oh}");
+        }
     }
 
     #[test]
