@@ -1,10 +1,10 @@
 //! `ec2-service process --out DIR FILE...`: the recipe on local files, for an operator
-//! trying a recipe on the box and for the benchmark. Files are rendered largest first on
-//! the rayon pool; each gets `DIR/<file name>/` with its variants and `metadata.json`
+//! trying a recipe on the box and for the benchmark. Files are rendered most expensive
+//! first (estimated from the size and the header) on the rayon pool; each gets `DIR/<file name>/` with its variants and `metadata.json`
 //! (or `error.json`). Exits 1 if any file failed.
 
 use std::collections::HashSet;
-use std::io::{IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,6 +75,8 @@ enum Outcome {
 struct Job {
     path: PathBuf,
     size: u64,
+    /// Estimated CPU time (plan::estimated_cost).
+    cost: u64,
     out_dir: PathBuf,
 }
 
@@ -97,7 +99,7 @@ pub fn run(config: Option<&Path>, args: &ProcessArgs) -> i32 {
         eprintln!("ec2-service: cannot create {}: {e}", args.out.display());
         return 1;
     }
-    let jobs = plan_jobs(&args.files, &args.out);
+    let jobs = plan_jobs(&args.files, &args.out, &settings.limits);
     let total = jobs.len();
     let done = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
@@ -213,15 +215,19 @@ fn display_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Largest first; each source gets its own output directory named after the file
-/// (with `-2`, `-3`... when two inputs share a name).
-fn plan_jobs(files: &[PathBuf], out: &Path) -> Vec<Job> {
+/// Most expensive first; each source gets its own output directory named after the
+/// file (with `-2`, `-3`... when two inputs share a name).
+fn plan_jobs(files: &[PathBuf], out: &Path, limits: &Limits) -> Vec<Job> {
     let mut jobs: Vec<Job> = files
         .iter()
-        .map(|path| Job {
-            size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-            path: path.clone(),
-            out_dir: PathBuf::new(),
+        .map(|path| {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            Job {
+                size,
+                cost: estimated_cost(path, size, limits),
+                path: path.clone(),
+                out_dir: PathBuf::new(),
+            }
         })
         .collect();
     let mut used = HashSet::new();
@@ -235,8 +241,23 @@ fn plan_jobs(files: &[PathBuf], out: &Path) -> Vec<Job> {
         }
         job.out_dir = out.join(name);
     }
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.size));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.cost));
     jobs
+}
+
+/// Where the header of nearly every file is: JPEG frame headers come after the EXIF,
+/// ICC and XMP segments (64 KiB at most each).
+const HEADER_BYTES: u64 = 256 << 10;
+
+/// The render's estimated cost from the file's first bytes (the header probe); from its
+/// size alone when they do not probe (a failure to come, or a header further in).
+fn estimated_cost(path: &Path, size: u64, limits: &Limits) -> u64 {
+    let mut head = Vec::new();
+    let probe = std::fs::File::open(path)
+        .and_then(|f| f.take(HEADER_BYTES).read_to_end(&mut head))
+        .ok()
+        .and_then(|_| pipeline::probe::probe(&head, limits).ok());
+    pipeline::plan::estimated_cost(probe.as_ref(), size)
 }
 
 fn process_one(
