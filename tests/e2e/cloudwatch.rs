@@ -258,6 +258,10 @@ fn an_unreachable_cloudwatch_costs_no_job_and_its_counts_go_with_a_later_publish
     ]);
     fx.wait_status("cw/a.jpg", "DONE", WAIT);
     fx.wait_status("cw/b.jpg", "DONE", WAIT);
+    // Cut between two publishes (they go at whole seconds): a PutMetricData that moto
+    // stored but whose answer the cut lost would be sent again, counted twice, which no
+    // client can tell from one that never arrived.
+    halfway_between_publishes();
     proxy.set_up(false);
     daemon.wait_metric("ec2_service_cloudwatch_publish_failures_total", 2.0, WAIT);
     proxy.set_up(true);
@@ -268,4 +272,15 @@ fn an_unreachable_cloudwatch_costs_no_job_and_its_counts_go_with_a_later_publish
         watch.stat(&fx, "JobsFinished", Some("done"), &Statistic::Sum),
         Some(2.0)
     );
+}
+
+/// Sleeps until half a second past a whole second of the epoch: the middle of a
+/// 1-second publish interval.
+fn halfway_between_publishes() {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let into = since.subsec_millis();
+    let wait = (1500 - into) % 1000;
+    std::thread::sleep(Duration::from_millis(u64::from(wait)));
 }
