@@ -1,6 +1,7 @@
 //! `ec2-service process --out DIR FILE...`: the recipe on local files, for an operator
 //! trying a recipe on the box and for the benchmark. Files are rendered most expensive
-//! first (estimated from the size and the header) on the rayon pool; each gets `DIR/<file name>/` with its variants and `metadata.json`
+//! first (estimated from the size and the header) on the rayon pool; each gets
+//! `DIR/<file name>/` with its variants and `metadata.json`
 //! (or `error.json`). Exits 1 if any file failed.
 
 use std::collections::HashSet;
@@ -245,16 +246,12 @@ fn plan_jobs(files: &[PathBuf], out: &Path, limits: &Limits) -> Vec<Job> {
     jobs
 }
 
-/// Where the header of nearly every file is: JPEG frame headers come after the EXIF,
-/// ICC and XMP segments (64 KiB at most each).
-const HEADER_BYTES: u64 = 256 << 10;
-
 /// The render's estimated cost from the file's first bytes (the header probe); from its
 /// size alone when they do not probe (a failure to come, or a header further in).
 fn estimated_cost(path: &Path, size: u64, limits: &Limits) -> u64 {
     let mut head = Vec::new();
     let probe = std::fs::File::open(path)
-        .and_then(|f| f.take(HEADER_BYTES).read_to_end(&mut head))
+        .and_then(|f| f.take(pipeline::probe::HEADER_BYTES).read_to_end(&mut head))
         .ok()
         .and_then(|_| pipeline::probe::probe(&head, limits).ok());
     pipeline::plan::estimated_cost(probe.as_ref(), size)

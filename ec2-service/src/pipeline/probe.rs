@@ -197,6 +197,11 @@ fn describe_unknown(bytes: &[u8]) -> String {
     format!("no known image signature (first bytes: {head})")
 }
 
+/// How much of the start of a source holds its header, for a probe before the whole file
+/// is read: JPEG frame headers come after the EXIF, ICC and XMP segments (64 KiB at most
+/// each), HEIF's meta box before the media data.
+pub const HEADER_BYTES: u64 = 1 << 20;
+
 /// Reads the header and checks the limits. Nothing proportional to the declared image
 /// size is allocated.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, PipelineError> {

@@ -37,12 +37,10 @@ use crate::aws::records::{
 use crate::aws::s3::{S3Error, SourceHead, Upload, variant_key};
 use crate::error_chain::error_chain;
 use crate::metrics::Stage;
+use crate::pipeline::probe::HEADER_BYTES;
 use crate::pipeline::{Metadata, PipelineError};
 use crate::spool::job::Job;
 use crate::work::render_pool::{RenderError, RenderSettings};
-
-/// How much of a downloaded source is read to size its memory budget from the header.
-const HEADER_BYTES: u64 = 1 << 20;
 
 /// Why one attempt of a job failed.
 #[derive(Debug, thiserror::Error)]
