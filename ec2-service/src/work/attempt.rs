@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use pipeline_contract::{JobAction, LogKey};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
 
 use super::Context;
@@ -392,25 +391,30 @@ async fn process(
         .await?;
     ctx.metrics.bytes_in(downloaded);
 
-    // The budget is taken before the source is read into memory.
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(JobError::Scratch)?;
-    let mut header = Vec::new();
-    (&mut file)
-        .take(HEADER_BYTES.min(downloaded))
-        .read_to_end(&mut header)
-        .await
-        .map_err(JobError::Scratch)?;
+    // The budget is taken before the source is read into memory, and the source is read
+    // before a render slot is taken: a slot goes straight to the pool.
+    let (file, header) = scratch(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut header = Vec::new();
+        (&mut file)
+            .take(HEADER_BYTES.min(downloaded))
+            .read_to_end(&mut header)?;
+        Ok((file, header))
+    })
+    .await?;
     let cost = ctx.pool.cost_mib(&header, downloaded, settings);
     let reservation = timings.time(Stage::Wait, ctx.pool.reserve(cost)).await?;
+    let bytes = scratch(move || {
+        use std::io::Read;
+        let mut bytes = header;
+        bytes.reserve(downloaded as usize - bytes.len());
+        let mut file = file;
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    })
+    .await?;
     let slot = timings.time(Stage::Wait, ctx.pool.slot()).await?;
-    let mut bytes = header;
-    bytes.reserve(downloaded as usize - bytes.len());
-    file.read_to_end(&mut bytes)
-        .await
-        .map_err(JobError::Scratch)?;
-    drop(file);
     crate::faults::maybe_abort(job.key());
     if let Some(delay) = crate::faults::render_delay(job.key()) {
         timings.time(Stage::Render, tokio::time::sleep(delay)).await;
@@ -490,6 +494,18 @@ async fn process(
         bytes_out,
         recipe_version,
     })
+}
+
+/// Runs a read of the scratch disk on a blocking thread: one trip for the whole read.
+async fn scratch<T, F>(read: F) -> Result<T, JobError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> std::io::Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(read).await {
+        Ok(result) => result.map_err(JobError::Scratch),
+        Err(e) => Err(JobError::Scratch(std::io::Error::other(e))),
+    }
 }
 
 /// `base` + the key, each segment percent-encoded as a URL path needs.

@@ -21,6 +21,9 @@ pub struct RenderSettings {
     pub watermark: Option<Watermark>,
 }
 
+/// Renders waiting in the pool's queue for a thread, besides one per thread.
+const QUEUED_RENDERS: usize = 1;
+
 /// Budget permits are counted in MiB.
 const MIB: u64 = 1 << 20;
 
@@ -28,8 +31,11 @@ const MIB: u64 = 1 << 20;
 #[derive(Debug)]
 pub struct RenderPool {
     pool: rayon::ThreadPool,
-    /// One permit per render at once (as many as threads): jobs waiting on S3 hold none,
-    /// so the pool renders whichever source is ready.
+    /// One permit per render running or queued: as many as threads, plus one source in
+    /// memory and queued, so that a thread that finishes starts the next render at once
+    /// (without it, each render waited for the previous job's task to wake and hand the
+    /// slot on). Jobs waiting on S3 hold none, so the pool renders whichever source is
+    /// ready.
     slots: Arc<Semaphore>,
     budget: Arc<Semaphore>,
     budget_mib: u32,
@@ -54,7 +60,7 @@ impl RenderPool {
         let budget_mib = (memory_budget_bytes / MIB).clamp(1, u64::from(u32::MAX >> 4)) as u32;
         Ok(RenderPool {
             pool,
-            slots: Arc::new(Semaphore::new(threads.max(1))),
+            slots: Arc::new(Semaphore::new(threads.max(1) + QUEUED_RENDERS)),
             budget: Arc::new(Semaphore::new(budget_mib as usize)),
             budget_mib,
         })
@@ -87,22 +93,14 @@ impl RenderPool {
         Ok(Reservation { _permit: permit })
     }
 
-    /// Waits for a render slot (renders at once = threads); held until the render is done.
+    /// Waits for a render slot (one per thread, plus [`QUEUED_RENDERS`]); held until the
+    /// render is done.
     pub async fn slot(&self) -> Result<OwnedSemaphorePermit, RenderError> {
         self.slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| RenderError::PoolGone)
-    }
-
-    /// Renders running or about to (slots taken).
-    pub fn renders(&self) -> usize {
-        self.slots_total() - self.slots.available_permits()
-    }
-
-    fn slots_total(&self) -> usize {
-        self.pool.current_num_threads().max(1)
     }
 
     /// Bytes of the budget reserved right now.
@@ -147,6 +145,27 @@ mod tests {
     use super::*;
     use crate::pipeline::encode::encode;
     use crate::pipeline::{Layout, OutputFormat, Raster};
+
+    #[tokio::test]
+    async fn one_render_waits_queued_beside_each_thread_and_no_more() {
+        let pool = RenderPool::new(1, 64 * MIB).unwrap();
+        let running = pool.slot().await.unwrap();
+        // The next source is handed to the pool while the first renders, so the thread
+        // starts it the moment it is free.
+        let queued = tokio::time::timeout(std::time::Duration::from_millis(50), pool.slot())
+            .await
+            .expect("a second slot on a one-thread pool: one render queued")
+            .unwrap();
+        let third = tokio::time::timeout(std::time::Duration::from_millis(50), pool.slot());
+        assert!(
+            third.await.is_err(),
+            "a third source must wait, in memory only once it may run soon"
+        );
+        drop(running);
+        let third = tokio::time::timeout(std::time::Duration::from_millis(50), pool.slot());
+        assert!(third.await.is_ok(), "a slot freed is taken at once");
+        drop(queued);
+    }
 
     #[tokio::test]
     async fn renders_off_the_async_threads_and_charges_the_budget_first() {
