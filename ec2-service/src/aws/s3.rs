@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::{ByteStream, DateTimeFormat};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use tokio::io::AsyncWriteExt;
 
 use crate::aws::{FailureKind, SdkFailure, classify};
 
@@ -228,10 +227,11 @@ impl S3 {
             path: path.display().to_string(),
             source,
         };
-        // The body comes in chunks of a few KiB; each write to a tokio file is a trip to
-        // a blocking thread, so they are gathered first.
-        let file = tokio::fs::File::create(path).await.map_err(scratch)?;
-        let mut file = tokio::io::BufWriter::with_capacity(DOWNLOAD_BUFFER_BYTES, file);
+        // The body comes in chunks of a few KiB: they are gathered, and each gathered
+        // piece is written in one trip to a blocking thread (the file itself is created
+        // on the first), with no copy besides the gathering.
+        let mut file: Option<std::fs::File> = None;
+        let mut pending = Vec::with_capacity(DOWNLOAD_BUFFER_BYTES);
         let mut body = output.body;
         let mut written = 0u64;
         loop {
@@ -260,9 +260,12 @@ impl S3 {
                     limit,
                 });
             }
-            file.write_all(&chunk).await.map_err(scratch)?;
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= DOWNLOAD_BUFFER_BYTES {
+                (file, pending) = write_scratch(path, file, pending).await.map_err(scratch)?;
+            }
         }
-        file.flush().await.map_err(scratch)?;
+        write_scratch(path, file, pending).await.map_err(scratch)?;
         Ok(written)
     }
 
@@ -354,6 +357,27 @@ impl S3 {
             .map_err(Self::sdk("HeadBucket"))?;
         Ok(())
     }
+}
+
+/// Appends `bytes` to the scratch file at `path` (created by the first call) on a blocking
+/// thread; gives back the file and the emptied buffer for the next piece.
+async fn write_scratch(
+    path: &Path,
+    file: Option<std::fs::File>,
+    mut bytes: Vec<u8>,
+) -> std::io::Result<(Option<std::fs::File>, Vec<u8>)> {
+    let path = path.to_owned();
+    let task = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut file = match file {
+            Some(file) => file,
+            None => std::fs::File::create(&path)?,
+        };
+        file.write_all(&bytes)?;
+        bytes.clear();
+        Ok((Some(file), bytes))
+    });
+    task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 fn not_found_or(error: S3Error, bucket: &str, key: &str) -> S3Error {
