@@ -224,13 +224,17 @@ def prepare(s3, ddb, files):
 
 
 def fresh_table(ddb):
+    """Drops and recreates the records table. Deletion is asynchronous in dynalite as in
+    DynamoDB: the create waits until the old table is gone."""
     try:
         ddb.delete_table(TableName=TABLE)
     except ddb.exceptions.ResourceNotFoundException:
         pass
+    ddb.get_waiter("table_not_exists").wait(TableName=TABLE, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
     ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
                      KeySchema=[{"AttributeName": "FileName", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "FileName", "AttributeType": "S"}])
+    ddb.get_waiter("table_exists").wait(TableName=TABLE, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
 
 
 def sign(body, now):
