@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use pipeline_contract::AnswerStatus;
 use sha2::{Digest, Sha256};
 
@@ -114,6 +116,16 @@ fn a_signed_job_renders_every_variant_and_writes_a_complete_record() {
         assert_eq!(
             object.cache_control.as_deref(),
             Some("public, max-age=31536000, immutable")
+        );
+        // The payload is unsigned: S3 checked this CRC32, sent in a signed header, on write.
+        assert_eq!(
+            object.checksum_crc32.as_deref(),
+            Some(
+                STANDARD
+                    .encode(crc32fast::hash(&object.bytes).to_be_bytes())
+                    .as_str()
+            ),
+            "{variant_key}: stored with the CRC32 of its bytes"
         );
         let decoded = image::load_from_memory(&object.bytes).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (width, height));

@@ -26,6 +26,8 @@ pub struct Object {
     pub content_type: Option<String>,
     pub cache_control: Option<String>,
     pub metadata: HashMap<String, String>,
+    /// The CRC32 checksum S3 stored with the object (base64), if the PUT sent one.
+    pub checksum_crc32: Option<String>,
 }
 
 #[derive(Debug)]
@@ -462,10 +464,12 @@ impl Fixture {
                 .get_object()
                 .bucket(&self.output_bucket)
                 .key(key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
                 .send()
                 .await
                 .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
             Object {
+                checksum_crc32: out.checksum_crc32().map(str::to_owned),
                 content_type: out.content_type().map(str::to_owned),
                 cache_control: out.cache_control().map(str::to_owned),
                 metadata: out.metadata().cloned().unwrap_or_default(),
